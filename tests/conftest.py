@@ -1,4 +1,9 @@
 """Shared pytest fixtures: the real MovieLens data in ../shared/data (skipped with a reason when absent)."""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: spinning OpenMP threads starve other workers
+os.environ.setdefault("MPLBACKEND", "Agg")
+
 import pytest
 from movie_genie.data import find_shared_data, load_movielens
 
