@@ -24,3 +24,22 @@ def ml100k(shared_data):
 @pytest.fixture(scope="session")
 def sample():
     return load_movielens("sample")
+
+
+# Accuracy floors that train models for minutes (BPR/MF on ML-100K, the sequence models on two datasets) are
+# marked `slow`: run them with `pytest --runslow` (or MOVIE_GENIE_SLOW=1); the default run skips them, saying so.
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="also run the slow accuracy-floor tests")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains models for minutes; run with --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get("MOVIE_GENIE_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow accuracy floor: run with `pytest --runslow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -35,12 +35,14 @@ def test_the_split_is_the_reference_split(ml100k, shared_data):
         pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_matrix_factorization_rmse_on_ml100k(shared_data, tmp_path):
     out = train_on_ml100k("matrix_factorization", shared_data, tmp_path)
     assert out["test_metrics"]["rmse"] <= 0.93
     assert out["test_metrics"]["mae"] < 0.75
 
 
+@pytest.mark.slow
 def test_bpr_ndcg_on_ml100k(shared_data, tmp_path):
     out = train_on_ml100k("bpr", shared_data, tmp_path)
     assert out["test_metrics"]["ndcg@10"] >= 0.31

@@ -60,6 +60,7 @@ def _params(name: str) -> dict:
     return {k: v for k, v in load_config(CONFIGS / f"{name}.yaml")["model"].items() if k != "type"}
 
 
+@pytest.mark.slow
 def test_sasrec_beats_ease_and_pop(results):
     name, r = results
     sas, ease, pop = r["sasrec"]["ndcg@10"], r["ease"]["ndcg@10"], r["pop"]["ndcg@10"]
@@ -68,6 +69,7 @@ def test_sasrec_beats_ease_and_pop(results):
 
 
 @pytest.mark.parametrize("model", ["bert4rec", "two_tower"])
+@pytest.mark.slow
 def test_beats_pop(results, model):
     name, r = results
     assert r[model]["ndcg@10"] > r["pop"]["ndcg@10"], (name, model, r[model]["ndcg@10"], r["pop"]["ndcg@10"])
