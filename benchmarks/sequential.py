@@ -28,13 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ALL = ["pop", "itemknn", "ease", "bpr", "sasrec", "bert4rec", "two_tower"]
 
 
-class EpochCPUTime:
-    "Trainer callback: CPU seconds (all threads of this process) of each epoch, robust to other load on the machine."
-    def __init__(self): self.times, self._t = [], None
-    def on_train_start(self, trainer): self._t = time.process_time()
-    def on_epoch_end(self, trainer, record):
-        now = time.process_time(); self.times.append(now - self._t); self._t = now
-    def on_train_end(self, trainer, result): pass
+def cpu_timer():
+    "A Trainer callback recording the CPU seconds (all threads of this process) of each epoch: robust to other load."
+    from movie_genie.training import Callback
+    class EpochCPUTime(Callback):
+        def __init__(self): self.times, self._t = [], None
+        def on_epoch_start(self, trainer, epoch): self._t = time.process_time()
+        def on_epoch_end(self, trainer, record): self.times.append(time.process_time() - self._t)
+    return EpochCPUTime()
 
 
 def model_factory(name: str, cfg: dict, movies: pd.DataFrame):
@@ -74,7 +75,7 @@ def run(datasets, models, device, max_epochs, data_dir, out_dir, verbose=False):
                 tc = TrainerConfig.from_config(cfg, progress=False, verbose=verbose)
                 over = {"device": device}
                 if max_epochs: over["num_epochs"] = min(tc.num_epochs, max_epochs)
-                cpu = EpochCPUTime()
+                cpu = cpu_timer()
                 fit_kwargs = {"config": tc, "callbacks": [cpu], **over}
             t0 = time.perf_counter()
             r = evaluate_leave_one_out(make, s, k=(10,), fit_kwargs=fit_kwargs)

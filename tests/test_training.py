@@ -178,7 +178,6 @@ def test_bpr_trains_from_its_config(tmp_path):
 
 
 # -- the CLI ------------------------------------------------------------------------------------
-@pytest.mark.skip(reason="known failure, issue #4 still open: the CLI's stdout is not pure JSON (JSONDecodeError in CI)")
 def test_cli_train(tmp_path, monkeypatch):
     from movie_genie.cli import run
     monkeypatch.chdir(tmp_path)
