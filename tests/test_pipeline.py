@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-pytest.skip("known failure, issue #6 still open: `dvc repro` in a temporary copy fails its assertions in a fresh-clone CI run; run by hand until fixed", allow_module_level=True)
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
