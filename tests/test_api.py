@@ -1,7 +1,7 @@
 """The HTTP API against a real uvicorn server on 127.0.0.1, talked to over HTTP with httpx.
 
-Checkpoints are real models trained on the built-in sample (pop, itemknn, ease, and matrix_factorization and
-bpr for one quick epoch; mf is served under the `mf` alias too) plus a truncated SVD defined here that keeps
+Checkpoints are real models trained on the built-in sample (pop, itemknn, ease, and matrix_factorization, bpr
+and a small sasrec for one quick epoch; mf is served under the `mf` alias too) plus a truncated SVD defined here that keeps
 the base class's similarity. A corrupt checkpoint sits next to the good ones. Every response of the session is recorded and none may be a 5xx.
 """
 import http.client, json, queue, re, shutil, socket, subprocess, sys, threading, time
@@ -50,7 +50,9 @@ def trained(tmp_path_factory, torch_one_thread):
     models = {"matrix_factorization": get_model("matrix_factorization").fit(parts.train, num_epochs=1, batch_size=8192, progress=False),
               "pop": get_model("pop").fit(parts.train), "ease": get_model("ease").fit(parts.train),
               "bpr": get_model("bpr").fit(parts.train, num_epochs=1, batch_size=8192, progress=False),
-              "itemknn": get_model("itemknn").fit(parts.train), "svd": SvdMF().fit(parts.train)}
+              "itemknn": get_model("itemknn").fit(parts.train), "svd": SvdMF().fit(parts.train),
+              "sasrec": get_model("sasrec", hidden_size=16, num_layers=1, max_sequence_length=20).fit(
+                  parts.train, num_epochs=1, batch_size=256, progress=False)}
     for name, m in models.items(): m.save_pretrained(d / name, metrics={"ndcg@10": 0.1}, movies=ds.movies)
     shutil.copytree(d / "pop", d / "broken")
     (d / "broken" / "pytorch_model.bin").write_bytes(b"\x00truncated")
@@ -145,7 +147,7 @@ def test_health_and_models(client, trained):
     assert [u["name"] for u in m["unavailable"]] == ["broken"] and "corrupt" in m["unavailable"][0]["error"]
 
 
-@pytest.mark.parametrize("name", ["matrix_factorization", "bpr", "pop", "ease", "itemknn", "svd"])
+@pytest.mark.parametrize("name", ["matrix_factorization", "bpr", "pop", "ease", "itemknn", "svd", "sasrec"])
 def test_recommend_matches_model(client, trained, name):
     model = trained["models"][name]
     for uid in [1, 123, 1000]:
@@ -199,6 +201,90 @@ def test_batch(client, trained):
     err(client.post("/api/recommendations/nope/batch", json={"user_ids": [1]}), 404, "unknown_model")
 
 
+def _session(trained, user_id=1, n=3):
+    "The last `n` training movies of a user, oldest first: a session."
+    train = trained["train"]
+    return train[train.user_id == user_id].sort_values("timestamp").movie_id.tolist()[-n:]
+
+
+def test_session(client, trained):
+    sas, watched = trained["models"]["sasrec"], _session(trained)
+    body = ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": watched, "k": 10}))
+    assert body["model"] == "sasrec" and body["model_type"] == "sasrec" and body["movie_ids"] == watched
+    assert body["unknown_movie_ids"] == [] and body["fallback"] is False
+    ref = sas.recommend_for_history(watched, k=10)
+    recs = body["recommendations"]
+    assert [r["movie_id"] for r in recs] == ref.movie_id.tolist() and np.allclose([r["score"] for r in recs], ref.score, atol=1e-6)
+    assert [r["rank"] for r in recs] == list(range(1, 11))
+    movies = trained["movies"].set_index("movie_id")
+    r0 = recs[0]
+    assert r0["title"] == movies.title[r0["movie_id"]] and r0["genres"] == list(movies.genres[r0["movie_id"]])
+    assert r0["year"] == movies.year[r0["movie_id"]]
+    # the default k
+    assert len(ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": watched}))["recommendations"]) == 10
+
+
+def test_session_unknown_ids(client, trained):
+    watched = _session(trained)
+    unknown = [10**9, MAX_ID]
+    body = ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": [unknown[0], *watched, unknown[1]], "k": 5}))
+    assert body["unknown_movie_ids"] == unknown and body["fallback"] is False and body["movie_ids"] == [unknown[0], *watched, unknown[1]]
+    same = ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": watched, "k": 5}))
+    assert body["recommendations"] == same["recommendations"]                       # unknown ids are ignored
+    cold = ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": unknown, "k": 5}))
+    assert cold["fallback"] is True and cold["unknown_movie_ids"] == unknown
+    assert [r["movie_id"] for r in cold["recommendations"]] == trained["models"]["pop"].recommend([10**9], k=5).movie_id.tolist()
+
+
+def test_session_exclude_seen(client, trained):
+    watched = _session(trained, n=10)
+    masked = ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": watched, "k": 1000}))["recommendations"]
+    assert len(masked) == 1000 and not set(watched) & {r["movie_id"] for r in masked}
+    full = ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": watched, "k": 1000, "exclude_seen": False}))
+    full = [r["movie_id"] for r in full["recommendations"]]
+    assert [r["movie_id"] for r in masked][:900] == [m for m in full if m not in watched][:900]
+    ref = trained["models"]["sasrec"].recommend_for_history(watched, k=1000, exclude_seen=False)
+    assert full == ref.movie_id.tolist()
+
+
+def test_session_long_and_repeated(client, trained):
+    "1,000 ids (the limit) are accepted; the model reads the last max_sequence_length (20) of them."
+    ids = trained["models"]["sasrec"].item_map.ids[:1000].tolist()
+    a = ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": ids, "k": 10, "exclude_seen": False}))
+    b = ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": ids[-20:], "k": 10, "exclude_seen": False}))
+    assert a["recommendations"] == b["recommendations"] and len(a["movie_ids"]) == 1000
+    assert ok(client.post("/api/recommendations/sasrec/session", json={"movie_ids": [1, 1, 1], "k": 3}))["movie_ids"] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["mf", "matrix_factorization", "ease", "pop", "svd"])
+def test_session_unsupported_model(client, name):
+    e = err(client.post(f"/api/recommendations/{name}/session", json={"movie_ids": [1, 2]}), 400, "unsupported_model")
+    assert e["supported"] == ["sasrec"] and "Models that can: sasrec" in e["message"]
+
+
+def test_session_errors(client):
+    err(client.post("/api/recommendations/nope/session", json={"movie_ids": [1]}), 404, "unknown_model")
+    err(client.post("/api/recommendations/broken/session", json={"movie_ids": [1]}), 404, "unknown_model")
+    err(client.post("/api/recommendations/sasrec/session", content=b"{not json", headers={"Content-Type": "application/json"}),
+        400, "malformed_json")
+    err(client.post("/api/recommendations/sasrec/session", content=b" " * 1_000_001), 413, "payload_too_large")
+    err(client.get("/api/recommendations/sasrec/session"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("body", [
+    {"movie_ids": []}, {"movie_ids": list(range(1001))}, {"movie_ids": ["1"]}, {"movie_ids": [1, "abc"]}, {"movie_ids": [1.5]},
+    {"movie_ids": [True]}, {"movie_ids": [None]}, {"movie_ids": [-1]}, {"movie_ids": [2**63]}, {"movie_ids": [10**30]},
+    {"movie_ids": 1}, {"movie_ids": "1,2"}, {"movie_ids": {"1": 2}}, {"movie_ids": None}, {}, {"movie_id": [1]},
+    {"movie_ids": [1], "user_id": 1}, {"movie_ids": [1], "K": 5}, {"movie_ids": [1], "k": 0}, {"movie_ids": [1], "k": 1001},
+    {"movie_ids": [1], "k": "5"}, {"movie_ids": [1], "exclude_seen": "no"}, {"movie_ids": [[1]]}, [1, 2], 123, None])
+def test_session_bad_bodies(client, body):
+    r = client.post("/api/recommendations/sasrec/session", content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    e = err(r, 422, "validation_error")
+    assert e["details"] and all("input" not in d for d in e["details"])
+    # the same body to a model without sessions: the body is checked first
+    err(client.post("/api/recommendations/mf/session", content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}), 422)
+
+
 def test_movies(client, trained):
     movies = trained["movies"]
     m = ok(client.get("/api/movies/1"))["movie"]
@@ -242,8 +328,12 @@ def test_user_history(client, trained):
 def test_docs(client):
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert {"/api/recommendations/{model}", "/api/recommendations/{model}/batch", "/api/movies/search", "/api/movies/{movie_id}",
+    assert {"/api/recommendations/{model}", "/api/recommendations/{model}/batch", "/api/recommendations/{model}/session",
+            "/api/movies/search", "/api/movies/{movie_id}",
             "/api/movies/{movie_id}/similar", "/api/users/{user_id}/history", "/api/models", "/api/health"} <= set(spec["paths"])
+    sess = spec["paths"]["/api/recommendations/{model}/session"]["post"]
+    assert sess["requestBody"]["content"]["application/json"]["schema"]["properties"]["movie_ids"]["maxItems"] == 1000
+    assert {"200", "400"} <= set(sess["responses"]) and sess["description"]
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -265,6 +355,7 @@ def test_path_like_model_names(client, name):
 def test_raw_paths(server):
     "Paths sent verbatim (httpx would normalise `..` away): dot segments and NULs never reach a lookup as a path."
     for path in ["/api/recommendations/..", "/api/recommendations/../../etc/passwd", "/api/recommendations/%2e%2e/batch",
+                 "/api/recommendations/../session", "/api/recommendations/%2e%2e/session",
                  "/api/movies/..", "/api/movies/%00", "/api/users/../history"]:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         conn.request("POST" if "recommendations" in path else "GET", path, body=b'{"user_id": 1}', headers={"Content-Type": "application/json"})
