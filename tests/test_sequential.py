@@ -28,8 +28,8 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SEQUENTIAL = ["sasrec", "bert4rec", "two_tower"]
 DATASETS = ["ml-100k", "ml-latest-small"]
 # epochs chosen by early stopping on the valid items (benchmarks/sequential.py, selection run, CPU)
-EPOCHS = {"ml-100k": {"sasrec": 20, "bert4rec": 20, "two_tower": 10},
-          "ml-latest-small": {"sasrec": 20, "bert4rec": 20, "two_tower": 10}}
+EPOCHS = {"ml-100k": {"sasrec": 16, "bert4rec": 92, "two_tower": 16},
+          "ml-latest-small": {"sasrec": 16, "bert4rec": 54, "two_tower": 36}}
 SASREC_MARGIN = 1.15          # SASRec NDCG@10 >= 1.15 x EASE's and x popularity's
 
 
