@@ -21,10 +21,11 @@ import argparse, platform, time
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from movie_genie.data import find_shared_data, load_movielens, split
-from movie_genie.evaluation import _pairs_matrix, evaluate_model
+from movie_genie.evaluation import _group_rows, _pairs, evaluate_model
 from movie_genie.metrics import DEFAULT_KS, evaluate_scores, mask_scores
 from movie_genie.models import get_model
 
@@ -34,6 +35,14 @@ def best_of(f, repeats):
     for _ in range(repeats):
         t0 = time.perf_counter(); out = f(); ts.append(time.perf_counter() - t0)
     return min(ts), out
+
+
+def rows_of(S, pos):
+    "score_fn over a precomputed matrix `S` whose row `pos[u]` is user u's: a view when a batch is a run of rows."
+    def f(b):
+        lo, hi = pos[b[0]], pos[b[-1]] + 1
+        return S[lo:hi] if hi - lo == len(b) else S[pos[b]]
+    return f
 
 
 def bench(dataset, data_dir, names, repeats, batch_size=1024):
@@ -57,9 +66,11 @@ def bench(dataset, data_dir, names, repeats, batch_size=1024):
             S = torch.cat([model._score(users[b:b + batch_size]).float() for b in range(0, len(users), batch_size)])
         pos = np.full(model.n_users, -1); pos[users] = np.arange(len(users))
         empty = np.array([], dtype=np.int64)
-        truth = _pairs_matrix(model, s.test, empty, model.n_users)
-        excl = _pairs_matrix(model, pd.concat([s.train, s.valid]), empty, model.n_users)
-        pre_eval_s, _ = best_of(lambda: evaluate_scores(lambda b: S[pos[b]], users, truth, excl, k=DEFAULT_KS, batch_size=batch_size), repeats)
+        u, i = _pairs(model, s.test, empty); ok = i >= 0
+        truth = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (u[ok], i[ok])), shape=(model.n_users, model.n_items))
+        u, i = _pairs(model, [s.train, s.valid], empty); ok = (u >= 0) & (i >= 0)
+        excl = _group_rows(u[ok], i[ok], model.n_users, model.n_items)
+        pre_eval_s, _ = best_of(lambda: evaluate_scores(rows_of(S, pos), users, truth, excl, k=DEFAULT_KS, batch_size=batch_size), repeats)
 
         def pre_topk(M):
             for b in range(0, len(users), batch_size): torch.topk(M[b:b + batch_size], kmax, dim=1)
