@@ -143,6 +143,7 @@ def test_health_and_models(client, trained):
     assert mf["type"] == "matrix_factorization" and mf["metrics"] == {"ndcg@10": 0.1} and mf["trained_at"]
     assert mf["n_users"] == 1000 and mf["n_items"] == 1500 and mf["params"] == {"embedding_dim": 128, "dropout": 0.1}
     assert m["aliases"]["mf"] == "matrix_factorization"
+    assert {x["name"] for x in m["models"] if x["sessions"]} == {"sasrec"} and mf["sessions"] is False
     # the corrupt checkpoint is reported with its reason; the others serve
     assert [u["name"] for u in m["unavailable"]] == ["broken"] and "corrupt" in m["unavailable"][0]["error"]
 
