@@ -13,19 +13,17 @@ ease with their default hyperparameters), on the per-user random 80/10/10 split 
   that matrix (r_pre) and of the same matrix with the seen movies masked (mask_tk, r_mask), i.e. what
   masking and metrics cost on top of the top-k itself.
 
-Times are the best of `--repeats` runs. Usage: python benchmarks/fit_eval.py [--datasets ...] [--repeats 3]
+Times are the best of `--repeats` runs. Usage: python benchmarks/fit_eval.py [--datasets ...] [--repeats 10]
 """
 import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # see the note printed at the end
 import argparse, platform, time
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 import torch
 
 from movie_genie.data import find_shared_data, load_movielens, split
-from movie_genie.evaluation import _group_rows, _pairs, evaluate_model
+from movie_genie.evaluation import _eval_matrices, evaluate_model
 from movie_genie.metrics import DEFAULT_KS, evaluate_scores, mask_scores
 from movie_genie.models import get_model
 
@@ -66,10 +64,7 @@ def bench(dataset, data_dir, names, repeats, batch_size=1024):
             S = torch.cat([model._score(users[b:b + batch_size]).float() for b in range(0, len(users), batch_size)])
         pos = np.full(model.n_users, -1); pos[users] = np.arange(len(users))
         empty = np.array([], dtype=np.int64)
-        u, i = _pairs(model, s.test, empty); ok = i >= 0
-        truth = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (u[ok], i[ok])), shape=(model.n_users, model.n_items))
-        u, i = _pairs(model, [s.train, s.valid], empty); ok = (u >= 0) & (i >= 0)
-        excl = _group_rows(u[ok], i[ok], model.n_users, model.n_items)
+        truth, _, excl = _eval_matrices(model, s.train, s.test, s.valid, empty)     # as evaluate_model builds them
         pre_eval_s, _ = best_of(lambda: evaluate_scores(rows_of(S, pos), users, truth, excl, k=DEFAULT_KS, batch_size=batch_size), repeats)
 
         def pre_topk(M):
@@ -92,7 +87,7 @@ def main():
     p.add_argument("--datasets", default="ml-100k,ml-latest-small")
     p.add_argument("--models", default="pop,itemknn,ease")
     p.add_argument("--data-dir", default=None, help="folder holding the MovieLens folders (default: ../shared/data)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10, help="best of this many runs (the evaluations take milliseconds: few runs are noisy)")
     a = p.parse_args()
     data_dir = a.data_dir or find_shared_data()
     if data_dir is None: raise SystemExit("MovieLens data not found: pass --data-dir or put it under ../shared/data.")
