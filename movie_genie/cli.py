@@ -5,6 +5,7 @@
 # %% ../nbs/30_cli.ipynb #b1939365
 from __future__ import annotations
 import argparse, json, sys
+from pathlib import Path
 
 from .data import DATASETS, DataError, download_movielens, prepare_dataset
 
@@ -28,13 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-rating", type=float, default=None, help="keep ratings >= this as positives (default: all)")
     pr.add_argument("--user-core", type=int, default=0)
     pr.add_argument("--item-core", type=int, default=0)
+    pr.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a model from a YAML config (as nbs/train.ipynb does)")
     t.add_argument("--config", required=True, help="configs/<model>.yaml")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.num_epochs=5 (repeatable)")
     t.add_argument("--output-dir", default="models")
+    t.add_argument("--reports-dir", default="reports")
     t.add_argument("--no-mlflow", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines (errors still print)")
 
     s = sub.add_parser("serve", help="serve trained models over HTTP")
     s.add_argument("--models-dir", default="models")
@@ -57,15 +61,17 @@ def run(argv=None) -> int:
         if args.command == "data" and args.action == "download":
             print(download_movielens(args.name, args.data_dir, force=args.force))
         elif args.command == "data" and args.action == "prepare":
-            print(prepare_dataset(args.name, args.data_dir, args.out_dir, args.min_rating, args.user_core, args.item_core))
+            print(prepare_dataset(args.name, args.data_dir, args.out_dir, args.min_rating, args.user_core, args.item_core,
+                                  progress=False if args.quiet else None))
         elif args.command == "train":
             from movie_genie.training import train_from_config
             overrides = {}
             for kv in args.overrides:
                 if "=" not in kv: raise ValueError(f"--set takes KEY=VALUE, got {kv!r}")
                 k, v = kv.split("=", 1); overrides[k] = _parse_value(v)
-            result = train_from_config(args.config, overrides=overrides, output_dir=args.output_dir, mlflow=not args.no_mlflow)
-            print(json.dumps(result.get("test_metrics", result) if isinstance(result, dict) else str(result), indent=2, default=str))
+            result = train_from_config(args.config, overrides=overrides, output_dir=args.output_dir, reports_dir=args.reports_dir,
+                                       mlflow=not args.no_mlflow, progress=False if args.quiet else None, verbose=not args.quiet)
+            if result["rank"] == 0: print(json.dumps(result["test_metrics"], indent=2, default=str))
         elif args.command == "serve":
             from movie_genie.serving import serve
             serve(models_dir=args.models_dir, host=args.host, port=args.port)
@@ -75,8 +81,21 @@ def run(argv=None) -> int:
     except (DataError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:                        # out of memory (NumPy's MemoryError, torch's OutOfMemoryError)
+        if not isinstance(e, MemoryError) and "out of memory" not in str(e).lower(): raise
+        from movie_genie.models import InsufficientMemoryError
+        if isinstance(e, InsufficientMemoryError): print(f"error: {_one_line(e)}", file=sys.stderr)   # figures and the fix
+        else: print(f"error: out of memory: {_one_line(e)}. Use a smaller dataset or model (data.min_rating, model.max_items, "
+                    f"model.embedding_dim), a smaller evaluation.batch_size, or a machine with more memory.", file=sys.stderr)
+        return 2
     return 0
 
+def _one_line(e: BaseException) -> str:
+    "An exception's message on one line (what a `MemoryError` says about the allocation)."
+    return " ".join(str(e).split()) or type(e).__name__
+
 def main():
-    "Console entry point `movie-genie`."
+    "Console entry point `movie-genie` (also `python -m movie_genie.cli`, which `torchrun -m` runs)."
     sys.exit(run())
+
+if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": main()   # not when a notebook runs this cell

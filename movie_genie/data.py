@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #548dfa82
 from __future__ import annotations
-import functools, hashlib, json, os, re, shutil, tempfile, unicodedata, urllib.error, urllib.request, zipfile
+import functools, hashlib, json, os, re, shutil, sys, tempfile, unicodedata, urllib.error, urllib.request, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,16 +13,31 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 # %% auto #0
-__all__ = ['RATING_DTYPES', 'BASE_URL', 'MOVIELENS', 'DATASETS', 'GENRES', 'SPLIT_METHODS', 'DataError', 'Dataset',
-           'default_data_dir', 'load_movielens', 'generate_sample', 'find_shared_data', 'download_movielens', 'IdMap',
-           'kcore', 'Prepared', 'prepare', 'write_json_atomic', 'save_prepared', 'load_prepared', 'prepare_dataset',
-           'Split', 'split']
+__all__ = ['PROGRESS_MIN_SIZE', 'RATING_DTYPES', 'BASE_URL', 'MOVIELENS', 'DATASETS', 'GENRES', 'SPLIT_METHODS',
+           'SYNTHETIC_SIZES', 'DataError', 'show_progress', 'progress_bar', 'Dataset', 'default_data_dir',
+           'load_movielens', 'generate_sample', 'find_shared_data', 'download_movielens', 'unique', 'IdMap', 'kcore',
+           'Prepared', 'prepare', 'write_json_atomic', 'save_prepared', 'load_prepared', 'prepare_dataset', 'Split',
+           'dense_codes', 'split', 'write_synthetic_movielens']
 
 # %% ../nbs/00_data.ipynb #70ff09bf
 class DataError(ValueError):
     "A data file is missing or malformed, or a dataset name is unknown; the message says how to fix it."
+
+# %% ../nbs/00_data.ipynb #424e26fb
+PROGRESS_MIN_SIZE = 1_000_000
+
+def show_progress(progress: bool | None = None, size: int = 0) -> bool:
+    "Whether to draw a bar: `progress` when given, else when `size` (rows, cells) is at least `PROGRESS_MIN_SIZE`."
+    if progress is not None: return bool(progress)
+    return size >= PROGRESS_MIN_SIZE and os.environ.get("MOVIE_GENIE_QUIET", "") in ("", "0")
+
+def progress_bar(total=None, desc: str | None = None, progress: bool | None = None, size: int = 0, **kw) -> tqdm:
+    "A `tqdm` bar on stderr, drawn when `show_progress(progress, size)`; `kw` goes to `tqdm`."
+    kw = {"leave": True, "dynamic_ncols": True, "mininterval": 0.5, "file": sys.stderr, **kw}
+    return tqdm(total=total, desc=desc, disable=not show_progress(progress, size), **kw)
 
 # %% ../nbs/00_data.ipynb #af6dfa34
 RATING_DTYPES = {"user_id": "int32", "movie_id": "int32", "rating": "float32", "timestamp": "int64"}
@@ -82,38 +97,47 @@ def _first_bad_row(path, ncols, sep, skip, picks):
             except ValueError: return n
     return None
 
-def _read_table(path, names, sep, skip_rows=0, pick=None, header=False):
-    "Read a delimited ratings file with pyarrow into compact dtypes; errors become `DataError`s."
+def _read_table(path, names, sep, skip_rows=0, pick=None, header=False, progress=None):
+    """Read a delimited ratings file with pyarrow into compact dtypes; errors become `DataError`s. The file
+    is read in blocks of 16 MB by pyarrow's streaming reader, which is as fast here as its one-shot reader
+    and lets a progress bar follow the bytes (drawn for files of about a million rows and more)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found. Download the dataset with "
                         f"`movie-genie data download NAME` or put the extracted folder there.")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise DataError(f"{path}: the file is empty; re-download or re-extract it.")
     cols = pick or names
     ncols = len(names)
     gen = [f"c{i}" for i in range(ncols)]
     types = {gen[names.index(c)]: pa.from_numpy_dtype(np.dtype(RATING_DTYPES[c])) for c in cols}
+    block = 1 << 24
+    options = dict(read_options=pacsv.ReadOptions(column_names=gen, skip_rows=skip_rows + int(header), block_size=block),
+                   parse_options=pacsv.ParseOptions(delimiter=sep),
+                   convert_options=pacsv.ConvertOptions(column_types=types, include_columns=[gen[names.index(c)] for c in cols]))
     try:
-        t = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=gen, skip_rows=skip_rows + int(header), block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=sep),
-            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=[gen[names.index(c)] for c in cols]),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        msg = str(e).split("\n")[0]
-        m = _ROW_RE.search(msg)
-        row = int(m.group(1)) if m else _first_bad_row(path, ncols, sep, skip_rows + int(header), [names.index(c) for c in cols])
-        line = f" (line {row + skip_rows + int(header)})" if row else ""
-        shown = {"\t": "tab", ":": "'::'"}.get(sep, repr(sep))
-        raise DataError(f"{path}{line}: cannot parse: {msg}. Expected {len(cols)} {shown}-separated "
-                        f"columns {cols} with numeric ids; check the separator and the file's format.") from None
+        with progress_bar(size, f"reading {path.name}", progress, size // 20, unit="B", unit_scale=True) as bar:
+            reader = pacsv.open_csv(path, **options)
+            batches = []
+            for b in reader:
+                batches.append(b); bar.update(min(block, size - bar.n))
+            t = pa.Table.from_batches(batches, schema=reader.schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        try: t = pacsv.read_csv(path, **options)               # its message numbers rows from the file's start
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            msg = str(e).split("\n")[0]
+            m = _ROW_RE.search(msg)
+            row = int(m.group(1)) if m else _first_bad_row(path, ncols, sep, skip_rows + int(header), [names.index(c) for c in cols])
+            line = f" (line {row + skip_rows + int(header)})" if row else ""
+            shown = {"\t": "tab", ":": "'::'"}.get(sep, repr(sep))
+            raise DataError(f"{path}{line}: cannot parse: {msg}. Expected {len(cols)} {shown}-separated "
+                            f"columns {cols} with numeric ids; check the separator and the file's format.") from None
     t = t.rename_columns(cols)
     return t.to_pandas()
 
 # %% ../nbs/00_data.ipynb #55ac478c
-def _read_csv_ratings(path):
+def _read_csv_ratings(path, progress=None):
     "Read a `ratings.csv` of the CSV family, checking its header first."
     path = Path(path)
     if not path.exists(): _read_table(path, [], ",")
@@ -128,7 +152,7 @@ def _read_csv_ratings(path):
         raise DataError(f"{path} (line 1): missing column(s) {missing} in header {head[:80]!r}; "
                         f"expected the header 'userId,movieId,rating,timestamp'.{hint}")
     names = [{"userId": "user_id", "movieId": "movie_id"}.get(c, c) for c in got]
-    return _read_table(path, names, ",", header=True, pick=["user_id", "movie_id", "rating", "timestamp"])
+    return _read_table(path, names, ",", header=True, pick=["user_id", "movie_id", "rating", "timestamp"], progress=progress)
 
 # %% ../nbs/00_data.ipynb #a7b572e4
 _YEAR_RE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
@@ -173,8 +197,8 @@ def _need(path):
                         f"`movie-genie data download NAME` or put the extracted folder there.")
     return Path(path)
 
-def _load_100k(root):
-    ratings = _read_table(root / "u.data", ["user_id", "movie_id", "rating", "timestamp"], "\t")
+def _load_100k(root, progress=None):
+    ratings = _read_table(root / "u.data", ["user_id", "movie_id", "rating", "timestamp"], "\t", progress=progress)
     genre_names = [r[0] for r in _split_lines(_need(root / "u.genre"), "|", 2, "latin-1")]
     rows = _split_lines(_need(root / "u.item"), "|", 5 + len(genre_names), "latin-1")
     genres = [[g for g, flag in zip(genre_names, r[5:]) if flag == "1"] for r in rows]
@@ -194,10 +218,10 @@ def _dat_movies(path):
     genres = [[g for g in r[-1].split("|") if g and g != "(no genres listed)"] for r in rows]
     return _movies_frame(_ids(rows, path), ["::".join(r[1:-1]) for r in rows], genres, path)
 
-def _load_dat(root):
+def _load_dat(root, progress=None):
     names = ["user_id", "c1", "movie_id", "c3", "rating", "c5", "timestamp"]
     global RATING_DTYPES
-    ratings = _read_table(root / "ratings.dat", names, ":", pick=["user_id", "movie_id", "rating", "timestamp"])
+    ratings = _read_table(root / "ratings.dat", names, ":", pick=["user_id", "movie_id", "rating", "timestamp"], progress=progress)
     movies = _dat_movies(root / "movies.dat")
     users = None
     if (root / "users.dat").exists():
@@ -208,8 +232,8 @@ def _load_dat(root):
                               "occupation": [r[3] for r in urows], "zip_code": [r[4] for r in urows]})
     return ratings, movies, users
 
-def _load_csv(root):
-    ratings = _read_csv_ratings(root / "ratings.csv")
+def _load_csv(root, progress=None):
+    ratings = _read_csv_ratings(root / "ratings.csv", progress)
     path = _need(root / "movies.csv")
     try: m = pd.read_csv(path, dtype={"movieId": "int32", "title": str, "genres": str}, keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as e:
@@ -236,8 +260,8 @@ def _validate(ratings, movies, path):
         raise DataError(f"{path}: {int(unknown.sum())} ratings name movies missing from the movie file, "
                         f"e.g. movie {int(ratings.movie_id[unknown].iloc[0])}.")
 
-def load_movielens(name: str = "sample", data_dir=None, validate: bool = True) -> Dataset:
-    "Load a MovieLens dataset by name from `data_dir/<folder>`, or the built-in synthetic `sample`."
+def load_movielens(name: str = "sample", data_dir=None, validate: bool = True, progress: bool | None = None) -> Dataset:
+    "Load a MovieLens dataset by name from `data_dir/<folder>`, or the built-in synthetic `sample`; `progress`: see `progress_bar`."
     _check_name(name)
     if name == "sample": return generate_sample()
     fmt, folder = MOVIELENS[name]
@@ -245,7 +269,7 @@ def load_movielens(name: str = "sample", data_dir=None, validate: bool = True) -
     if not root.is_dir():
         raise DataError(f"{root}: folder not found. Run `movie-genie data download {name}` "
                         f"(or download {BASE_URL}/{name}.zip and extract it into {root.parent}).")
-    ratings, movies, users = {"100k": _load_100k, "dat": _load_dat, "csv": _load_csv}[fmt](root)
+    ratings, movies, users = {"100k": _load_100k, "dat": _load_dat, "csv": _load_csv}[fmt](root, progress)
     if validate: _validate(ratings, movies, root)
     return Dataset(name, ratings, movies, users)
 
@@ -401,27 +425,54 @@ def _serve_dir(directory):
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 
 # %% ../nbs/00_data.ipynb #84e2fdb1
+def unique(values, return_index: bool = False):
+    """Sorted unique values (and, with `return_index`, the index of each one's first occurrence), by one sort:
+    NumPy 2's hash-based `np.unique` takes seconds on the tens of millions of ids of ML-25M."""
+    v = np.asarray(values)
+    order = np.argsort(v, kind="stable") if return_index else None
+    s = v[order] if return_index else np.sort(v)
+    first = np.ones(len(s), bool)
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    return (s[first], order[first]) if return_index else s[first]
+
 class IdMap:
-    "A bijection between raw ids (sorted) and contiguous indices 0..n-1."
+    """A bijection between raw ids (sorted) and contiguous indices 0..n-1. Lookups go through a table indexed
+    by the raw id when ids are small non-negative integers (MovieLens's are): O(1) per id, which matters
+    when 25M ratings are indexed; otherwise a binary search."""
     def __init__(self, ids):
         self.ids = np.asarray(ids, dtype=np.int64)
         if len(self.ids) and (np.diff(self.ids) <= 0).any(): raise ValueError("IdMap ids must be sorted and unique.")
+        self._table = None
+        if len(self.ids) and self.ids[0] >= 0 and self.ids[-1] < max(8 * len(self.ids), 1 << 22):
+            self._table = np.full(int(self.ids[-1]) + 1, -1, np.int32 if len(self.ids) < 2**31 else np.int64)
+            self._table[self.ids] = np.arange(len(self.ids))
     @classmethod
-    def fit(cls, values): return cls(np.unique(np.asarray(values)))
+    def fit(cls, values): return cls(unique(values))
     def __len__(self): return len(self.ids)
     def __contains__(self, x): return bool(self.known(np.asarray([x]))[0])
+    def positions(self, values) -> np.ndarray:
+        "The index of each of raw `values`, -1 where unknown."
+        values = np.asarray(values)
+        if values.dtype.kind not in "iu": values = values.astype(np.int64)
+        if len(self.ids) == 0 or values.size == 0: return np.full(values.shape, -1, np.int64)
+        if self._table is not None:
+            inside = (values >= 0) & (values < len(self._table))
+            if inside.all(): return self._table[values].astype(np.int64)
+            return np.where(inside, self._table[np.where(inside, values, 0)], -1).astype(np.int64)
+        pos = np.searchsorted(self.ids, values).clip(0, len(self.ids) - 1)
+        return np.where(self.ids[pos] == values, pos, -1)
     def known(self, values) -> np.ndarray:
         "Boolean mask of which `values` have an index."
-        values = np.asarray(values, dtype=np.int64)
-        pos = np.searchsorted(self.ids, values).clip(0, max(len(self.ids) - 1, 0))
-        return (self.ids[pos] == values) if len(self.ids) else np.zeros(len(values), bool)
+        return self.positions(values) >= 0
     def index(self, values, missing: int | None = None) -> np.ndarray:
         "Indices of raw `values`; unknown ones raise `KeyError`, or get `missing` when given."
-        values = np.asarray(values, dtype=np.int64)
-        ok = self.known(values)
-        if not ok.all() and missing is None:
-            raise KeyError(f"unknown id(s) {values[~ok][:5].tolist()} (of {len(self)} known)")
-        return np.where(ok, np.searchsorted(self.ids, values), missing if missing is not None else 0).astype(np.int64)
+        pos = self.positions(values)
+        bad = pos < 0
+        if bad.any():
+            if missing is None:
+                raise KeyError(f"unknown id(s) {np.asarray(values)[bad][:5].tolist()} (of {len(self)} known)")
+            pos[bad] = missing
+        return pos
     def id(self, idx) -> np.ndarray: return self.ids[np.asarray(idx)]
     def to_list(self): return self.ids.tolist()
     def __repr__(self): return f"IdMap({len(self)} ids)"
@@ -456,8 +507,8 @@ def prepare(ratings: pd.DataFrame, min_rating: float | None = None, user_core: i
     r = kcore(r, user_core, item_core)
     users = IdMap(np.sort(r.user_id.unique()))
     items = IdMap(np.sort(r.movie_id.unique()))
-    r = r.assign(user_idx=np.searchsorted(users.ids, r.user_id.to_numpy()).astype(np.int32),
-                 item_idx=np.searchsorted(items.ids, r.movie_id.to_numpy()).astype(np.int32)).reset_index(drop=True)
+    r = r.assign(user_idx=users.index(r.user_id.to_numpy()).astype(np.int32),
+                 item_idx=items.index(r.movie_id.to_numpy()).astype(np.int32)).reset_index(drop=True)
     info = dict(min_rating=min_rating, user_core=user_core, item_core=item_core, n_input=n0, n_kept=len(r),
                 n_users=len(users), n_items=len(items))
     return Prepared(r, users, items, info)
@@ -529,12 +580,16 @@ def load_prepared(src) -> tuple[Prepared, pd.DataFrame | None]:
     return prep, movies
 
 def prepare_dataset(name: str = "sample", data_dir=None, out_dir="data/processed", min_rating=None,
-                    user_core: int = 0, item_core: int = 0) -> Path:
-    "Load dataset `name`, prepare it and save it under `out_dir/<name>/`."
-    ds = load_movielens(name, data_dir)
-    prep = prepare(ds.ratings, min_rating, user_core, item_core)
-    prep.info["dataset"] = name
-    return save_prepared(prep, Path(out_dir) / name, ds.movies)
+                    user_core: int = 0, item_core: int = 0, progress: bool | None = None) -> Path:
+    "Load dataset `name`, prepare it and save it under `out_dir/<name>/` (`progress`: bars for large data)."
+    ds = load_movielens(name, data_dir, progress=progress)
+    with progress_bar(2, f"preparing {name}", progress, len(ds.ratings), unit="step") as bar:
+        prep = prepare(ds.ratings, min_rating, user_core, item_core)
+        prep.info["dataset"] = name
+        bar.update()
+        out = save_prepared(prep, Path(out_dir) / name, ds.movies)
+        bar.update()
+    return out
 
 # %% ../nbs/00_data.ipynb #ea1fc60f
 @dataclass
@@ -550,10 +605,31 @@ class Split:
 
 SPLIT_METHODS = ("random", "leave_one_out", "temporal")
 
+def dense_codes(values) -> tuple[np.ndarray, int]:
+    """Codes `0..n-1` of `values` that keep their sort order, and `n`: a table lookup in O(len) when the
+    values are small non-negative integers (ids, timestamps' ranks), else `np.unique`."""
+    v = np.asarray(values)
+    if v.dtype.kind in "iu" and len(v) and v.min() >= 0 and v.max() < max(8 * len(v), 1 << 22):
+        present = np.zeros(int(v.max()) + 1, bool)
+        present[v] = True
+        rank = np.cumsum(present, dtype=np.int64) - 1
+        return rank[v], int(rank[-1]) + 1
+    uniq, codes = np.unique(v, return_inverse=True)
+    return codes.astype(np.int64), len(uniq)
+
 def _per_user_positions(users: np.ndarray, keys: np.ndarray):
-    "Order rows by (user, key); return the order, each row's position from the user's end, and user sizes."
-    order = np.lexsort((np.arange(len(users)), keys, users))
-    u = users[order]
+    """Order rows by (user, key), ties in file order; return the order, each row's position from the user's
+    end, and user sizes. One stable argsort of one int64 key, user code in the high bits and `keys` below:
+    random keys in [0, 1) keep their top bits (all 53 while users need at most 10 bits), integer keys their
+    offset from the minimum (or their ranks, when those do not fit)."""
+    codes, n_users = dense_codes(users)
+    kbits = 63 - max(int(n_users - 1).bit_length(), 1)
+    if keys.dtype.kind == "f": k = (keys * 2.0 ** min(kbits, 53)).astype(np.int64)
+    else:
+        k = keys.astype(np.int64) - keys.min()
+        if int(k.max()).bit_length() > kbits: k = dense_codes(k)[0]
+    order = np.argsort((codes << kbits) | k, kind="stable")
+    u = codes[order]
     starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
     sizes = np.diff(np.r_[starts, len(u)])
     size_of_row = np.repeat(sizes, sizes)
@@ -561,8 +637,8 @@ def _per_user_positions(users: np.ndarray, keys: np.ndarray):
     return order, size_of_row - 1 - pos, size_of_row
 
 def split(ratings: pd.DataFrame, method: str = "random", ratios=(0.8, 0.1, 0.1), seed: int = 0,
-          drop_cold: bool = True) -> Split:
-    "Split ratings into train/valid/test by `method` ('random', 'leave_one_out' or 'temporal')."
+          drop_cold: bool = True, progress: bool | None = None) -> Split:
+    "Split ratings into train/valid/test by `method` ('random', 'leave_one_out' or 'temporal'); `progress`: a bar for large data."
     if method not in SPLIT_METHODS:
         raise ValueError(f"Unknown split method {method!r}; valid: {', '.join(SPLIT_METHODS)}.")
     ratios = tuple(float(x) for x in ratios)
@@ -571,6 +647,7 @@ def split(ratings: pd.DataFrame, method: str = "random", ratios=(0.8, 0.1, 0.1),
     if len(ratings) == 0: raise ValueError("cannot split an empty ratings table.")
     users = ratings.user_id.to_numpy()
     info = dict(method=method, ratios=ratios, seed=seed)
+    bar = progress_bar(3, f"{method} split", progress, len(ratings), unit="step")
     if method == "temporal":
         ts = ratings.timestamp.to_numpy()
         t1, t2 = np.quantile(ts, [ratios[0], ratios[0] + ratios[1]], method="lower")
@@ -580,6 +657,7 @@ def split(ratings: pd.DataFrame, method: str = "random", ratios=(0.8, 0.1, 0.1),
         keys = (np.random.default_rng(seed).random(len(users)) if method == "random"
                 else ratings.timestamp.to_numpy())
         order, from_end, size = _per_user_positions(users, keys)
+        bar.update()
         if method == "random":
             n_test = np.maximum(np.floor(size * ratios[2]), (size >= 3) & (ratios[2] > 0))
             n_valid = np.maximum(np.floor(size * ratios[1]), (size >= 3) & (ratios[1] > 0))
@@ -588,6 +666,7 @@ def split(ratings: pd.DataFrame, method: str = "random", ratios=(0.8, 0.1, 0.1),
         p = np.where(from_end < n_test, 2, np.where(from_end < n_test + n_valid, 1, 0))
         part = np.empty(len(users), np.int8); part[order] = p
         info.update(users_too_short=int(len(np.unique(users[order][size < 3]))))
+    bar.update(2 - bar.n)
     train, valid, test = (ratings[part == i] for i in range(3))
     if method == "temporal" and drop_cold:
         tu, ti = set(train.user_id.unique()), set(train.movie_id.unique())
@@ -595,4 +674,89 @@ def split(ratings: pd.DataFrame, method: str = "random", ratios=(0.8, 0.1, 0.1),
         nv, nt = len(valid), len(test)
         valid, test = warm(valid), warm(test)
         info.update(dropped_cold_valid=nv - len(valid), dropped_cold_test=nt - len(test))
+    bar.update(); bar.close()
     return Split(train, valid, test, info)
+
+# %% ../nbs/00_data.ipynb #cb45774f
+SYNTHETIC_SIZES = {   # name: (users, movies, ratings, largest movie id, whole stars, first year, last year)
+    "ml-1m": (6_040, 3_706, 1_000_209, 3_952, True, 2000, 2003),
+    "ml-10m": (69_878, 10_677, 10_000_054, 65_133, False, 1995, 2009),
+    "ml-20m": (138_493, 26_744, 20_000_263, 131_262, False, 1995, 2015),
+    "ml-25m": (162_541, 59_047, 25_000_095, 209_171, False, 1995, 2019),
+    "ml-32m": (200_948, 84_432, 32_000_204, 292_757, False, 1995, 2023),
+}
+
+def _synthetic_ratings(n_users, n_movies, n_ratings, whole_stars, years, rng):
+    "Index arrays `user` (grouped, each user's rows in time order), `item`, and `stars`, `timestamp`."
+    pop = (rng.permutation(n_movies) + 100.0) ** -1.2                  # popularity, by a random rank
+    n_clusters = 20
+    cluster = rng.integers(0, n_clusters, n_movies)
+    grouped = np.argsort(cluster, kind="stable")                        # movies grouped by cluster
+    # probabilities within a cluster sum to 1, so one running sum puts cluster c's cdf in [c, c + 1)
+    cdf_own = np.cumsum(pop[grouped] / np.bincount(cluster, pop, n_clusters)[cluster[grouped]])
+    cdf_all = np.cumsum(pop / pop.sum())
+    act = rng.lognormal(0, 1.1, n_users)                                # activity; at least 20 ratings each
+    share, f = act / act.sum() * (n_ratings - 20 * n_users), 1.0
+    for _ in range(20):                                                 # capped at a third of the catalog: others take more
+        length = np.minimum(20 + np.floor(share * f).astype(np.int64), n_movies // 3)
+        f *= (n_ratings - 20 * n_users) / max(length.sum() - 20 * n_users, 1)
+    taste = rng.integers(0, n_clusters, n_users)
+    key, need = np.empty(0, np.int64), length.copy()
+    for _ in range(4):                                                  # draw, de-duplicate, top up who is short
+        user = np.repeat(np.arange(n_users), np.ceil(need * 1.2).astype(np.int64))
+        own = rng.random(len(user)) < 0.5                               # half from the user's taste cluster
+        item = np.empty(len(user), np.int64)
+        item[own] = grouped[np.minimum(np.searchsorted(cdf_own, taste[user[own]] + rng.random(int(own.sum()))), n_movies - 1)]
+        item[~own] = np.minimum(np.searchsorted(cdf_all, rng.random(int((~own).sum()))), n_movies - 1)
+        key = unique(np.concatenate([key, user * n_movies + item]))     # grouped by user
+        need = np.maximum(length - np.bincount(key // n_movies, minlength=n_users), 0)
+        if need.sum() <= 0.005 * n_ratings: break
+    user, item = key // n_movies, key % n_movies
+    first = np.searchsorted(user, np.arange(n_users))                   # each user's first row
+    keep = np.arange(len(user)) - first[user] < length[user]
+    order = np.argsort(user[keep] + rng.random(int(keep.sum())))        # a random order within each user
+    user, item = user[keep][order], item[keep][order]
+    stars = 3.5 + rng.normal(0, 0.4, n_users)[user] + rng.normal(0, 0.5, n_movies)[item] + rng.normal(0, 0.8, len(user))
+    stars = np.clip(np.rint(stars) if whole_stars else np.rint(stars * 2) / 2, 1.0 if whole_stars else 0.5, 5.0)
+    lo, hi = (int(pd.Timestamp(f"{y}-01-01").timestamp()) for y in years)
+    gaps = np.cumsum(rng.exponential(3 * 86_400, len(user)).astype(np.int64))
+    first = np.searchsorted(user, np.arange(n_users))
+    t = rng.integers(lo, hi, n_users)[user] + gaps - gaps[first][user]   # a start date, then exponential gaps
+    return user, item, stars.astype(np.float32), t
+
+def write_synthetic_movielens(name: str, data_dir, scale: float = 1.0, seed: int = 0) -> Path:
+    """Write a synthetic dataset of MovieLens `name`'s size (times `scale`) and file layout into
+    `data_dir/<folder>`, for `load_movielens(name, data_dir)`; returns the folder. (Users and ratings scale with
+    `scale`, the catalog with its square root, so that histories keep their length.)"""
+    if name not in SYNTHETIC_SIZES: raise DataError(f"no synthetic size for {name!r}; one of {', '.join(SYNTHETIC_SIZES)}.")
+    n_users, n_movies, n_ratings, max_id, whole, y0, y1 = SYNTHETIC_SIZES[name]
+    n_users, n_ratings, n_movies = max(int(n_users * scale), 30), int(n_ratings * scale), int(n_movies * scale ** 0.5)
+    n_ratings, n_movies = max(n_ratings, 25 * n_users), max(n_movies, 100)
+    rng = np.random.default_rng(seed)
+    u, i, stars, ts = _synthetic_ratings(n_users, n_movies, n_ratings, whole, (y0, y1), rng)
+    movie_ids = np.sort(rng.choice(max(int(max_id * scale ** 0.5), n_movies), n_movies, replace=False)) + 1
+    year = rng.integers(1920, y1, n_movies)
+    titles = [f"{_W1[a]} {_W2[b]} {m} ({y})" for a, b, m, y in
+              zip(rng.integers(len(_W1), size=n_movies), rng.integers(len(_W2), size=n_movies), movie_ids, year)]
+    genres = ["|".join(sorted({GENRES[g] for g in rng.integers(len(GENRES), size=2)})) for _ in range(n_movies)]
+    fmt, folder = MOVIELENS[name]
+    root = Path(data_dir) / folder
+    root.mkdir(parents=True, exist_ok=True)
+    ratings = pa.table({"u": u.astype(np.int32) + 1, "m": movie_ids[i].astype(np.int32),
+                        "r": stars.astype(np.int32) if whole else stars, "t": ts})
+    if fmt == "csv":
+        pacsv.write_csv(ratings.rename_columns(["userId", "movieId", "rating", "timestamp"]), root / "ratings.csv",
+                        pacsv.WriteOptions(quoting_style="none"))
+        pacsv.write_csv(pa.table({"movieId": movie_ids, "title": titles, "genres": genres}), root / "movies.csv")
+    else:                                     # '::' separated: the columns with empty ones between them
+        blank = pa.nulls(len(u), pa.string())
+        pacsv.write_csv(pa.table([ratings["u"], blank, ratings["m"], blank, ratings["r"], blank, ratings["t"]],
+                                 names=list("abcdefg")), root / "ratings.dat",
+                        pacsv.WriteOptions(include_header=False, delimiter=":", quoting_style="none"))
+        with open(root / "movies.dat", "w", encoding="latin-1") as f:
+            f.writelines(f"{m}::{t}::{g}\n" for m, t, g in zip(movie_ids, titles, genres))
+        if name == "ml-1m":
+            with open(root / "users.dat", "w") as f:
+                f.writelines(f"{k}::{'MF'[k % 2]}::{[1, 18, 25, 35, 45, 50, 56][k % 7]}::{k % 21}::{10000 + k}\n"
+                             for k in range(1, n_users + 1))
+    return root

@@ -5,46 +5,35 @@
 # %% ../nbs/06_evaluation.ipynb #f82abf1d
 from __future__ import annotations
 import itertools, time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from .data import Split
+from .data import IdMap, Split, unique
 from .metrics import DEFAULT_KS, evaluate_scores
 from .models import Recommender, _check_frame, get_model
 
 # %% auto #0
-__all__ = ['evaluate_model', 'compare_models', 'plot_comparison', 'tune']
+__all__ = ['EvalSet', 'eval_set', 'evaluate_on', 'evaluate_model', 'compare_models', 'plot_comparison', 'tune']
 
 # %% ../nbs/06_evaluation.ipynb #a2bdf326
-def _positions(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    "Position of each of `values` in the sorted unique `ids`, -1 where absent (a lookup table when ids are small)."
-    values = np.asarray(values)
-    if len(ids) == 0 or len(values) == 0: return np.full(len(values), -1, np.int64)
-    lo, hi = int(min(ids[0], values.min())), int(max(ids[-1], values.max()))
-    if lo >= 0 and hi < 4 * (len(values) + len(ids)) + (1 << 20):      # raw ids are small: O(1) per lookup
-        table = np.full(hi + 1, -1, np.int64)
-        table[ids] = np.arange(len(ids))
-        return table[values]
-    pos = np.searchsorted(ids, values).clip(0, len(ids) - 1)
-    return np.where(ids[pos] == values, pos, -1)
-
-def _index_users(model: Recommender, user_ids: np.ndarray, cold: np.ndarray) -> np.ndarray:
-    "Model user index of raw ids; ids in `cold` (sorted) get `n_users + position`; others -1."
-    out = _positions(model.user_map.ids, user_ids)
+def _index_users(model: Recommender, user_ids: np.ndarray, cold: IdMap) -> np.ndarray:
+    "Model user index of raw ids; ids in `cold` get `n_users + position`; others -1."
+    out = model.user_map.positions(user_ids)
     miss = out < 0
     if miss.any() and len(cold):
-        c = _positions(cold, np.asarray(user_ids)[miss])
+        c = cold.positions(np.asarray(user_ids)[miss])
         out[miss] = np.where(c >= 0, model.n_users + c, -1)
     return out
 
-def _pairs(model, frames, cold: np.ndarray):
+def _pairs(model, frames, cold: IdMap):
     "Model indices `(u, i)` of the `(user_id, movie_id)` pairs of the DataFrame(s) `frames`; -1 where the model has none."
     frames = [frames] if isinstance(frames, pd.DataFrame) else [f for f in frames if f is not None and len(f)]
     u = _index_users(model, np.concatenate([f.user_id.to_numpy() for f in frames]), cold)
-    i = _positions(model.item_map.ids, np.concatenate([f.movie_id.to_numpy() for f in frames]))
+    i = model.item_map.positions(np.concatenate([f.movie_id.to_numpy() for f in frames]))
     return u, i
 
 def _group_rows(u: np.ndarray, i: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
@@ -59,9 +48,10 @@ def _group_rows(u: np.ndarray, i: np.ndarray, n_rows: int, n_cols: int) -> sp.cs
     np.cumsum(np.bincount(u, minlength=n_rows), out=indptr[1:])
     return sp.csr_matrix((np.ones(len(u), np.float32), i[order], indptr), shape=(n_rows, n_cols))
 
-def _eval_matrices(model, train, test, valid, cold: np.ndarray):
+def _eval_matrices(model, train, test, valid, cold):
     """The test truth (a canonical CSR), each row's number of relevant movies `n_rel` (an uncatalogued test
     movie counts once) and the train+valid mask; one row per model user, then one per `cold` test user."""
+    cold = cold if isinstance(cold, IdMap) else IdMap(cold)
     n_rows = model.n_users + len(cold)
     u, i = _pairs(model, test, cold)                 # every test user has a row, warm or cold
     ok = i >= 0
@@ -75,8 +65,48 @@ def _eval_matrices(model, train, test, valid, cold: np.ndarray):
     ok = (u >= 0) & (i >= 0)
     return truth, n_rel, _group_rows(u[ok], i[ok], n_rows, model.n_items)
 
+@dataclass
+class EvalSet:
+    "What a model is ranked against, built once (`eval_set`) and reusable after every epoch."
+    users: np.ndarray          # the row of each evaluated user: a model user, or one past them for a cold user
+    truth: sp.csr_matrix       # relevant (test) movies, one row per model user then per cold user
+    n_rel: np.ndarray          # relevant movies per row, uncatalogued ones included (misses)
+    exclude: sp.csr_matrix     # the train (+ valid) movies to mask
+    n_cold: int
+    build_time_s: float
+
+def eval_set(model: Recommender, train: pd.DataFrame, test: pd.DataFrame, valid: pd.DataFrame | None = None,
+             users=None) -> EvalSet:
+    "The `EvalSet` of fitted `model` for `test` (masking `train` and `valid`); `users`: only these raw user ids."
+    t0 = time.perf_counter()
+    if users is not None:                             # only these users' rows, so that a sample costs what it ranks
+        chosen = IdMap(unique(np.asarray(users)))
+        keep = lambda f: f if f is None else f[chosen.known(f.user_id.to_numpy())]
+        test, train, valid = keep(test), keep(train), keep(valid)
+    test_users = unique(test.user_id.to_numpy()).astype(np.int64)
+    cold = IdMap(test_users[model.user_map.positions(test_users) < 0])
+    truth, n_rel, exclude = _eval_matrices(model, train, test, valid, cold)
+    return EvalSet(_index_users(model, test_users, cold), truth, n_rel, exclude, len(cold), time.perf_counter() - t0)
+
+def evaluate_on(model: Recommender, es: EvalSet, k=DEFAULT_KS, batch_size: int = 1024, progress: bool | None = None) -> dict:
+    "Full-ranking metrics of fitted `model` on an `EvalSet`; a cold user gets the popularity scores."
+    t0, n_known = time.perf_counter(), model.n_users
+
+    def score_fn(b):
+        if es.n_cold == 0 or b.max() < n_known: return model._score(b)
+        warm = b < n_known
+        out = model._popularity_scores(len(b))
+        if warm.any(): out[torch.from_numpy(warm)] = model._score(b[warm]).float().cpu()
+        return out
+
+    res = evaluate_scores(score_fn, es.users, es.truth, es.exclude, k=k, batch_size=batch_size, n_rel=es.n_rel,
+                          progress=progress)
+    res.update(n_cold_users=es.n_cold, n_uncatalogued=int(es.n_rel.sum() - es.truth.nnz),
+               eval_time_s=es.build_time_s + time.perf_counter() - t0)
+    return res
+
 def evaluate_model(model: Recommender, train: pd.DataFrame, test: pd.DataFrame, valid: pd.DataFrame | None = None,
-                   k=DEFAULT_KS, batch_size: int = 1024, fit: bool = True) -> dict:
+                   k=DEFAULT_KS, batch_size: int = 1024, fit: bool = True, progress: bool | None = None) -> dict:
     """Fit `model` on `train` (watching `valid`) if `fit`, then full-ranking metrics@`k` on `test`, with
     `train` and `valid` movies masked. Adds `fit_time_s` and `eval_time_s`."""
     _check_frame(train, "train"); _check_frame(test, "test")
@@ -87,23 +117,8 @@ def evaluate_model(model: Recommender, train: pd.DataFrame, test: pd.DataFrame, 
         model.fit(train, valid)
         fit_time = time.perf_counter() - t0
     model._require_fit()
-    t0 = time.perf_counter()
-    test_users = np.unique(test.user_id.to_numpy()).astype(np.int64)
-    cold = test_users[_positions(model.user_map.ids, test_users) < 0]
-    n_known = model.n_users
-    truth, n_rel, exclude = _eval_matrices(model, train, test, valid, cold)
-
-    def score_fn(b):
-        if len(cold) == 0 or b.max() < n_known: return model._score(b)
-        warm = b < n_known
-        out = model._popularity_scores(len(b))
-        if warm.any(): out[torch.from_numpy(warm)] = model._score(b[warm]).float().cpu()
-        return out
-
-    res = evaluate_scores(score_fn, _index_users(model, test_users, cold), truth, exclude, k=k,
-                          batch_size=batch_size, n_rel=n_rel)
-    res.update(n_cold_users=int(len(cold)), n_uncatalogued=int(n_rel.sum() - truth.nnz),
-               fit_time_s=fit_time, eval_time_s=time.perf_counter() - t0)
+    res = evaluate_on(model, eval_set(model, train, test, valid), k, batch_size, progress)
+    res["fit_time_s"] = fit_time
     return res
 
 # %% ../nbs/06_evaluation.ipynb #bd4453c2

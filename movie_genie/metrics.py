@@ -10,6 +10,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from .data import progress_bar
+from .distributed import all_reduce, rank_world, shard
+
 # %% auto #0
 __all__ = ['DEFAULT_KS', 'RANKING_METRICS', 'evaluate', 'mask_scores', 'evaluate_scores', 'rating_metrics', 'reference_metrics']
 
@@ -109,17 +112,24 @@ def _shared_topk(row: torch.Tensor, exclude: sp.csr_matrix | None, rows: np.ndar
     return torch.from_numpy(order[top]).to(row.device)
 
 def evaluate_scores(score_fn, users: np.ndarray, truth: sp.csr_matrix, exclude: sp.csr_matrix | None = None,
-                    k=DEFAULT_KS, batch_size: int = 1024, n_rel: np.ndarray | None = None, device=None) -> dict:
+                    k=DEFAULT_KS, batch_size: int = 1024, n_rel: np.ndarray | None = None, device=None,
+                    progress: bool | None = None) -> dict:
     """Full-ranking metrics: `score_fn(user_idx) -> [b, n_items]` scores, `truth`/`exclude` CSR `[n_users, n_items]`.
-    `n_rel[u]` (default: truth's row counts) lets truth items outside the catalog count as misses."""
+    `n_rel[u]` (default: truth's row counts) lets truth items outside the catalog count as misses. Under
+    `torchrun` each rank ranks its share of the users and the sums are added up across ranks (every rank
+    returns the metrics of all users). `progress`: a bar over the batches (default: from 10^9 score cells)."""
     ks = (k,) if np.isscalar(k) else tuple(k)
     truth = sp.csr_matrix(truth); users = np.asarray(users)
     n_items = truth.shape[1]
     kmax = min(max(ks), n_items)
     rel = np.diff(truth.indptr) if n_rel is None else np.asarray(n_rel)
     users = users[rel[users] > 0]
-    sums = {}
+    n_users = len(users)
+    users = users[shard(n_users)]                              # this rank's share (all of them in one process)
+    sums = {f"{m}@{kk}": 0.0 for kk in ks for m in RANKING_METRICS}
     best = torch.full((n_items,), max(ks), dtype=torch.long)    # the best rank at which each item was recommended
+    bar = progress_bar(n_users, "ranking", progress if rank_world()[0] == 0 else False, n_users * n_items // 1000,
+                       unit="user", leave=False)
     for s in range(0, len(users), batch_size):
         b = users[s:s + batch_size]
         with torch.no_grad():
@@ -134,11 +144,17 @@ def evaluate_scores(score_fn, users: np.ndarray, truth: sp.csr_matrix, exclude: 
             hits = t.gather(1, top)
             if kmax < max(ks): hits = torch.nn.functional.pad(hits, (0, max(ks) - kmax))
             for m, v in _metric_sums(hits, torch.as_tensor(rel[b], device=scores.device), ks).items():
-                sums[m] = sums.get(m, 0.0) + v
+                sums[m] += v
             best.scatter_reduce_(0, top.flatten().cpu(), torch.arange(kmax).repeat(len(b)), "amin")
-    out = {m: v / max(len(users), 1) for m, v in sums.items()}
+        bar.update(len(b) * rank_world()[1])
+    bar.close()
+    if rank_world()[1] > 1:                                     # add up the ranks' sums, keep each item's best rank
+        total = all_reduce(torch.tensor(list(sums.values()), dtype=torch.float64))
+        sums = dict(zip(sums, total.tolist()))
+        best = all_reduce(best, op="min")
+    out = {m: v / max(n_users, 1) for m, v in sums.items()}
     for kk in ks: out[f"coverage@{kk}"] = (best < kk).sum().item() / n_items
-    out["n_users"] = int(len(users))
+    out["n_users"] = int(n_users)
     return out
 
 # %% ../nbs/01_metrics.ipynb #61f72047

@@ -15,17 +15,21 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from .data import DATASETS, SPLIT_METHODS, _atomic_dir, load_movielens, split, write_json_atomic
+from .data import (DATASETS, SPLIT_METHODS, _atomic_dir, dense_codes, load_movielens, progress_bar, show_progress,
+                               split, unique, write_json_atomic)
+from . import distributed as D
 from .metrics import RANKING_METRICS, evaluate_scores, rating_metrics
 from .models import (CheckpointError, Interactions, Recommender, get_model_class, list_models,
                                 seed_everything)
+from .evaluation import eval_set, evaluate_on
 
 # %% auto #0
 __all__ = ['SCHEMA', 'CHOICES', 'RATING_METRICS', 'ConfigError', 'TrainingError', 'load_config', 'resolve_device',
-           'resolve_precision', 'get_rng_state', 'set_rng_state', 'positive_keys', 'sample_negatives', 'TrainerConfig',
-           'metric_mode', 'TrainResult', 'Callback', 'load_checkpoint', 'Trainer', 'TorchRecommender', 'TrainingData',
-           'load_training_data', 'evaluate_recommender', 'plot_history', 'find_project_root', 'tracking_uri',
-           'mlflow_name', 'git_commit', 'MlflowTracker', 'config_fingerprint', 'train_from_config', 'params_overrides']
+           'resolve_precision', 'physical_cores', 'resolve_threads', 'get_rng_state', 'set_rng_state', 'PositiveSet',
+           'positive_keys', 'sample_negatives', 'LazyAdam', 'TrainerConfig', 'metric_mode', 'TrainResult', 'Callback',
+           'load_checkpoint', 'Trainer', 'TorchRecommender', 'TrainingData', 'load_training_data',
+           'evaluate_recommender', 'plot_history', 'find_project_root', 'tracking_uri', 'mlflow_name', 'git_commit',
+           'MlflowTracker', 'config_fingerprint', 'train_from_config', 'params_overrides']
 
 # %% ../nbs/07_training.ipynb #959e0ad1
 class ConfigError(ValueError):
@@ -40,7 +44,8 @@ _T = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 SCHEMA = {
     "training": {"batch_size": ("int", 1024), "learning_rate": ("float", 1e-3), "num_epochs": ("int", 20),
                  "weight_decay": ("float", 0.0), "early_stopping_patience": ("int?", 5), "seed": ("int", 0),
-                 "device": ("str", "auto"), "mixed_precision": ("str", "auto"), "max_grad_norm": ("float?", None)},
+                 "device": ("str", "auto"), "mixed_precision": ("str", "auto"), "max_grad_norm": ("float?", None),
+                 "threads": ("int?", None), "sparse_embeddings": ("str", "auto"), "max_batches": ("int?", None)},
     "optimizer": {"name": ("str", "adam"), "betas": ("list[float]", [0.9, 0.999]), "momentum": ("float", 0.0)},
     "scheduler": {"name": ("str?", "reduce_on_plateau"), "factor": ("float", 0.5), "patience": ("int", 2),
                   "min_lr": ("float", 1e-6)},
@@ -48,10 +53,12 @@ SCHEMA = {
              "split": ("str", "random"), "ratios": ("list[float]", [0.8, 0.1, 0.1]),
              "min_sequence_length": ("int", 3), "seed": ("int", 0)},
     "evaluation": {"ks": ("list[int]", [10, 20, 50, 100]), "metrics": ("list[str]", ["recall@10", "ndcg@10"]),
-                   "monitor": ("str?", None), "batch_size": ("int", 1024)},
+                   "monitor": ("str?", None), "batch_size": ("int", 1024),
+                   "valid_users": ("int?", None)},
 }
 CHOICES = {"optimizer.name": ("adam", "adamw", "sgd"), "scheduler.name": ("reduce_on_plateau", "cosine", "none", None),
-           "training.mixed_precision": ("auto", "bf16", "fp16", "none"), "data.split": SPLIT_METHODS,
+           "training.mixed_precision": ("auto", "bf16", "fp16", "none"),
+           "training.sparse_embeddings": ("auto", "always", "never"), "data.split": SPLIT_METHODS,
            "data.dataset": tuple(DATASETS)}
 RATING_METRICS = ("rmse", "mae")
 
@@ -149,7 +156,9 @@ def load_config(config, overrides: dict | None = None) -> dict:
         cfg[sec] = out
     t, d, e = cfg["training"], cfg["data"], cfg["evaluation"]
     for key, val, lo in [("training.batch_size", t["batch_size"], 1), ("training.num_epochs", t["num_epochs"], 0),
-                         ("evaluation.batch_size", e["batch_size"], 1)]:
+                         ("evaluation.batch_size", e["batch_size"], 1), ("training.threads", t["threads"] or 1, 1),
+                         ("training.max_batches", t["max_batches"] or 1, 1),
+                         ("evaluation.valid_users", e["valid_users"] or 1, 1)]:
         if val < lo: raise ConfigError(f"{key}: must be at least {lo}, got {val}.")
     if t["learning_rate"] <= 0: raise ConfigError(f"training.learning_rate: must be positive, got {t['learning_rate']}.")
     if len(cfg["optimizer"]["betas"]) != 2: raise ConfigError("optimizer.betas: give two numbers, e.g. [0.9, 0.999].")
@@ -186,6 +195,19 @@ def resolve_precision(mixed_precision: str, device: torch.device):
         raise ConfigError("training.mixed_precision: fp16 needs a CUDA device; use bf16 or none on the CPU.")
     return (torch.bfloat16, False) if mp == "bf16" else (torch.float16, True)
 
+def physical_cores() -> int:
+    "Physical CPU cores of this machine (logical CPUs when psutil cannot tell)."
+    import psutil
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+def resolve_threads(threads: int | None = None) -> int:
+    """Torch CPU threads for a run: `threads` when given; else `OMP_NUM_THREADS` when set (`torchrun` sets 1
+    per rank); else the physical cores, shared among the ranks `torchrun` starts on this machine."""
+    if threads: return int(threads)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0: return int(env)
+    return max(1, physical_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
 # %% ../nbs/07_training.ipynb #9df19d8a
 def get_rng_state() -> dict:
     "Every RNG state as tensors and numbers (loadable with weights_only=True)."
@@ -206,25 +228,95 @@ def set_rng_state(state: dict):
     if "cuda" in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state["cuda"])
 
 # %% ../nbs/07_training.ipynb #e5350808
-def positive_keys(users, items, n_items: int, device=None) -> torch.Tensor:
-    "Sorted unique `user * n_items + item` keys of interactions (int64), for `sample_negatives`."
-    keys = torch.as_tensor(np.asarray(users), dtype=torch.int64) * n_items + torch.as_tensor(np.asarray(items), dtype=torch.int64)
-    return torch.unique(keys).to(device) if device is not None else torch.unique(keys)
+_GOLDEN = -7046029254386353131       # 0x9E3779B97F4A7C15 (2^64 / golden ratio) as a signed 64-bit integer
 
-def sample_negatives(users: torch.Tensor, n_items: int, num: int = 1, positives: torch.Tensor | None = None,
+class PositiveSet:
+    """The `(user, item)` pairs of a dataset, for membership tests: sorted keys `user * n_items + item` behind
+    a one-hash bitmap (`bits_per_key` bits per pair), which answers most queries in O(1)."""
+    def __init__(self, users, items, n_items: int, device=None, bits_per_key: int = 16):
+        u = torch.as_tensor(np.asarray(users), dtype=torch.int64)
+        self.n_items = int(n_items)
+        self.keys = torch.unique(u * self.n_items + torch.as_tensor(np.asarray(items), dtype=torch.int64))
+        self.log_m = max(6, math.ceil(math.log2(max(len(self.keys), 1) * bits_per_key)))
+        h = self._hash(self.keys).numpy()
+        bits = np.zeros(1 << (self.log_m - 3), np.uint8)
+        np.bitwise_or.at(bits, h >> 3, (1 << (h & 7)).astype(np.uint8))
+        self.bits = torch.from_numpy(bits)
+        self.to(device)
+
+    def to(self, device):
+        if device is not None: self.keys, self.bits = self.keys.to(device), self.bits.to(device)
+        return self
+    def __len__(self): return len(self.keys)
+    def _hash(self, k): return ((k * _GOLDEN) >> (64 - self.log_m)) & ((1 << self.log_m) - 1)   # Fibonacci hashing
+
+    def _search(self, k: torch.Tensor) -> torch.Tensor:
+        if len(self.keys) == 0: return torch.zeros_like(k, dtype=torch.bool)
+        return self.keys[torch.searchsorted(self.keys, k).clamp_(max=len(self.keys) - 1)] == k
+
+    def contains(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        "Boolean tensor: is `(users, items)` (broadcast) a pair of the set?"
+        k = users.long() * self.n_items + items.long()
+        if k.device.type != "cpu": return self._search(k)          # accelerators: no host sync
+        h = self._hash(k)
+        hit = ((self.bits[h >> 3] >> (h & 7).to(torch.uint8)) & 1).bool()
+        idx = hit.nonzero(as_tuple=True)
+        hit[idx] = self._search(k[idx])
+        return hit
+
+def positive_keys(users, items, n_items: int, device=None) -> PositiveSet:
+    "The `PositiveSet` of interactions `(users, items)`, for `sample_negatives`."
+    return PositiveSet(users, items, n_items, device)
+
+def sample_negatives(users: torch.Tensor, n_items: int, num: int = 1, positives: PositiveSet | None = None,
                      max_rounds: int = 10) -> torch.Tensor:
-    """`[len(users), num]` uniformly random item indices on `users.device`. With `positives`
-    (`positive_keys`), items the user interacted with are redrawn, up to `max_rounds` times."""
+    """`[len(users), num]` uniformly random item indices on `users.device`. With `positives` (`positive_keys`),
+    items the user interacted with are redrawn, up to `max_rounds` times."""
     neg = torch.randint(n_items, (len(users), num), device=users.device)
     if positives is None or len(positives) == 0: return neg
-    base = users.long().unsqueeze(1) * n_items
-    last, early_exit = len(positives) - 1, neg.device.type == "cpu"   # on accelerators: no host sync per round
+    u = users.long().unsqueeze(1).expand_as(neg)
+    if neg.device.type == "cpu":                       # recheck only what was redrawn, until no positive is left
+        bad = positives.contains(u, neg).nonzero(as_tuple=True)
+        for _ in range(max_rounds):
+            if len(bad[0]) == 0: break
+            new = torch.randint(n_items, (len(bad[0]),))
+            neg[bad] = new
+            still = positives.contains(u[bad], new)
+            bad = (bad[0][still], bad[1][still])
+        return neg
     for _ in range(max_rounds):
-        keys = base + neg
-        bad = positives[torch.searchsorted(positives, keys).clamp_(max=last)] == keys
-        if early_exit and not bad.any(): break
-        neg = torch.where(bad, torch.randint(n_items, neg.shape, device=neg.device), neg)
+        neg = torch.where(positives.contains(u, neg), torch.randint(n_items, neg.shape, device=neg.device), neg)
     return neg
+
+# %% ../nbs/07_training.ipynb #2e56a762
+class LazyAdam(torch.optim.Optimizer):
+    """Adam for parameters with *sparse* gradients (embedding tables): each step updates only the rows the
+    gradient touches, with `torch.optim.Adam`'s formula; `weight_decay` is L2 in the gradient, or decoupled
+    (AdamW) with `decoupled=True`, on those rows."""
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                 decoupled: bool = False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=decoupled))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            (b1, b2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None: continue
+                if not p.grad.is_sparse: raise ValueError("LazyAdam takes sparse gradients; use torch.optim.Adam for dense ones.")
+                state = self.state[p]
+                if not state: state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                g = p.grad.coalesce()                                   # one row per index, duplicates summed
+                rows, grad = g.indices()[0], g.values()
+                if rows.numel() == 0: continue
+                if wd and group["decoupled"]: p.index_copy_(0, rows, p.index_select(0, rows).mul_(1 - lr * wd))
+                elif wd: grad = grad.add(p.index_select(0, rows), alpha=wd)
+                m = state["exp_avg"].index_select(0, rows).lerp_(grad, 1 - b1)
+                v = state["exp_avg_sq"].index_select(0, rows).mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                state["exp_avg"].index_copy_(0, rows, m); state["exp_avg_sq"].index_copy_(0, rows, v)
+                bc1, bc2 = 1 - b1 ** state["step"], 1 - b2 ** state["step"]
+                p.index_add_(0, rows, m.div_(v.div_(bc2).sqrt_().add_(group["eps"])).mul_(-lr / bc1))
 
 # %% ../nbs/07_training.ipynb #6dc5c853
 @dataclass
@@ -239,6 +331,9 @@ class TrainerConfig:
     device: str = "auto"
     mixed_precision: str = "auto"             # auto | bf16 | fp16 | none
     max_grad_norm: float | None = None
+    threads: int | None = None                # CPU threads (None: `resolve_threads`)
+    sparse_embeddings: str = "auto"           # auto | always | never: row-wise updates of the model's embedding tables
+    max_batches: int | None = None            # batches per epoch at most (None: every sample once); for quick runs at scale
     optimizer: str = "adam"                   # adam | adamw | sgd
     betas: tuple = (0.9, 0.999)
     momentum: float = 0.0
@@ -248,7 +343,9 @@ class TrainerConfig:
     min_lr: float = 1e-6
     monitor: str | None = None                # None: the model's default, or train_loss without validation data
     metrics: tuple = ("recall@10", "ndcg@10")  # validation metrics tracked each epoch (read by the model's scorer)
+    ks: tuple = (10,)                         # cut-offs of the validation metrics (besides those of `metrics`)
     eval_batch_size: int = 1024
+    valid_users: int | None = None            # validate each epoch on a fixed sample of this many users (None: all)
     progress: bool = True                     # tqdm bar over the batches of each epoch
     verbose: bool = False                     # one line per epoch, to stderr (or to this stream, e.g. sys.stdout)
     log_every: int = 10                       # batches between loss checks / progress updates
@@ -260,9 +357,11 @@ class TrainerConfig:
         return cls(batch_size=t["batch_size"], learning_rate=t["learning_rate"], num_epochs=t["num_epochs"],
                    weight_decay=t["weight_decay"], early_stopping_patience=t["early_stopping_patience"], seed=t["seed"],
                    device=t["device"], mixed_precision=t["mixed_precision"], max_grad_norm=t["max_grad_norm"],
+                   threads=t["threads"], sparse_embeddings=t["sparse_embeddings"], max_batches=t["max_batches"],
                    optimizer=o["name"], betas=tuple(o["betas"]), momentum=o["momentum"], scheduler=s["name"],
                    scheduler_factor=s["factor"], scheduler_patience=s["patience"], min_lr=s["min_lr"],
-                   monitor=e["monitor"], metrics=tuple(e["metrics"]), eval_batch_size=e["batch_size"], **kw)
+                   monitor=e["monitor"], metrics=tuple(e["metrics"]), ks=tuple(e["ks"]), eval_batch_size=e["batch_size"],
+                   valid_users=e["valid_users"], **kw)
 
 def metric_mode(name: str) -> str:
     "'min' for errors and losses (names ending in rmse, mae, error or loss), else 'max'."
@@ -280,6 +379,7 @@ class TrainResult:
     stopped_early: bool
     train_time_s: float
     samples_per_s: float
+    best_metrics: dict = field(default_factory=dict)   # every validation figure of the best epoch
 
 class Callback:
     "Hooks called by the `Trainer`; subclass and override what you need."
@@ -310,13 +410,26 @@ def _is_oom(e: BaseException) -> bool:
         isinstance(e, RuntimeError) and ("out of memory" in str(e).lower() or "can't allocate memory" in str(e).lower()))
 
 # %% ../nbs/07_training.ipynb #764e0165
+class _LossModule(torch.nn.Module):
+    "The network with the loss as its `forward`, so that `DistributedDataParallel` sees the loss's computation."
+    def __init__(self, net: torch.nn.Module, loss_fn):
+        super().__init__(); self.net, self.loss_fn = net, loss_fn
+    def forward(self, batch): return self.loss_fn(batch)
+
 class Trainer:
     """Train `net` by minimising `loss_fn(batch)` over batches of `tensors` (a dict or tuple of equal-length
-    tensors), watching `validate_fn() -> dict` each epoch. See `TrainerConfig` for the settings."""
+    tensors), watching `validate_fn() -> dict` each epoch. See `TrainerConfig` for the settings.
+    `sparse_modules` names the `nn.Embedding` submodules of `net` that may take sparse, row-wise updates."""
     def __init__(self, net: torch.nn.Module, loss_fn, tensors, config: TrainerConfig | None = None,
-                 validate_fn=None, device=None, checkpoint_path=None, callbacks=(), meta: dict | None = None):
+                 validate_fn=None, device=None, checkpoint_path=None, callbacks=(), meta: dict | None = None,
+                 sparse_modules=()):
         self.config = cfg = config or TrainerConfig()
-        self.device = resolve_device(device if device is not None else cfg.device)
+        self.threads = resolve_threads(cfg.threads)
+        torch.set_num_threads(self.threads)
+        device = resolve_device(device if device is not None else cfg.device)
+        D.init_distributed(device.type)                         # a no-op outside torchrun
+        self.rank, self.world = D.rank_world()
+        self.device = D.local_device(device)
         self.net, self.loss_fn, self.validate_fn = net.to(self.device), loss_fn, validate_fn
         self.is_dict = isinstance(tensors, dict)
         items = list(tensors.items()) if self.is_dict else list(enumerate(tensors))
@@ -335,82 +448,151 @@ class Trainer:
         self.callbacks, self.meta = list(callbacks), dict(meta or {})
         self.amp_dtype, use_scaler = resolve_precision(cfg.mixed_precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if use_scaler else None
-        self.optimizer = self._make_optimizer()
-        self.scheduler = self._make_scheduler()
+        self.sparse_tables = self._sparse_tables(sparse_modules)
+        self.optimizers = self._make_optimizers()
+        self.schedulers = [s for s in (self._make_scheduler(o) for o in self.optimizers) if s is not None]
+        self.ddp = None
+        if self.world > 1:                                      # rank 0's initial weights become everyone's
+            from torch.nn.parallel import DistributedDataParallel
+            # DDP takes the dense parameters (static_graph: every step uses the same ones; some never, such as BPR's
+            # user biases); the sparse tables are averaged by `_average_sparse`, their initial rows broadcast here
+            wrapped, mods = _LossModule(self.net, loss_fn), dict(self.net.named_modules())
+            tables = [f"net.{n}.weight" for n in self.sparse_tables]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(wrapped, tables)
+            with torch.no_grad():
+                for n in self.sparse_tables: mods[n].weight.copy_(D.broadcast(mods[n].weight.detach()))
+            if any(p.requires_grad for n, p in wrapped.named_parameters() if n not in tables):
+                self.ddp = DistributedDataParallel(wrapped, static_graph=True,
+                                                   device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.history, self.epoch, self.bad_epochs, self.finished = [], 0, 0, False
-        self.best_score, self.best_epoch, self.best_state = None, 0, None
+        self.best_score, self.best_epoch, self.best_state, self.best_metrics = None, 0, None, {}
 
-    def _make_optimizer(self):
-        c, params = self.config, [p for p in self.net.parameters() if p.requires_grad]
-        if c.optimizer == "adam": return torch.optim.Adam(params, lr=c.learning_rate, betas=tuple(c.betas), weight_decay=c.weight_decay)
-        if c.optimizer == "adamw": return torch.optim.AdamW(params, lr=c.learning_rate, betas=tuple(c.betas), weight_decay=c.weight_decay)
-        if c.optimizer == "sgd": return torch.optim.SGD(params, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay)
-        raise ConfigError(f"optimizer.name: {c.optimizer!r} is not one of adam, adamw, sgd.")
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        "The optimizer of the dense parameters (the first of `optimizers`)."
+        return self.optimizers[0]
 
-    def _make_scheduler(self):
+    # -- sparse embedding tables and optimizers -------------------------------------------------
+    def _sparse_tables(self, names) -> list[str]:
+        "Which of the embedding tables `names` get sparse gradients (`training.sparse_embeddings`); sets their flag."
+        c, mods = self.config, dict(self.net.named_modules())
+        tables = [n for n in names if isinstance(mods.get(n), torch.nn.Embedding)]
+        blockers = [why for cond, why in [
+            (c.max_grad_norm, "training.max_grad_norm clips dense gradients"),
+            (c.optimizer == "sgd" and (c.momentum or c.weight_decay), "SGD with momentum or weight decay needs dense gradients"),
+            (self.scaler is not None, "fp16 loss scaling needs dense gradients"),
+            (self.world > 1 and self.device.type == "cuda", "NCCL has no sparse all-reduce")] if cond]
+        if c.sparse_embeddings == "always" and blockers:
+            raise ConfigError(f"training.sparse_embeddings: 'always' is not possible here ({'; '.join(blockers)}); use auto or never.")
+        if c.sparse_embeddings == "never" or blockers: chosen = []
+        else: chosen = [n for n in tables if c.sparse_embeddings == "always" or mods[n].num_embeddings > 4 * c.batch_size]
+        for n in tables: mods[n].sparse = n in chosen
+        return chosen
+
+    def _make_optimizers(self) -> list:
+        "The configured optimizer for the dense parameters, and `LazyAdam` (or plain SGD) for the sparse tables."
+        c, mods = self.config, dict(self.net.named_modules())
+        sparse_ids = {id(mods[n].weight) for n in self.sparse_tables}
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        dense, sparse = [p for p in params if id(p) not in sparse_ids], [p for p in params if id(p) in sparse_ids]
+        out = []
+        if dense or not sparse:
+            if c.optimizer == "adam": out.append(torch.optim.Adam(dense, lr=c.learning_rate, betas=tuple(c.betas), weight_decay=c.weight_decay))
+            elif c.optimizer == "adamw": out.append(torch.optim.AdamW(dense, lr=c.learning_rate, betas=tuple(c.betas), weight_decay=c.weight_decay))
+            elif c.optimizer == "sgd": out.append(torch.optim.SGD(dense, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay))
+            else: raise ConfigError(f"optimizer.name: {c.optimizer!r} is not one of adam, adamw, sgd.")
+        if sparse:
+            out.append(torch.optim.SGD(sparse, lr=c.learning_rate) if c.optimizer == "sgd" else
+                       LazyAdam(sparse, lr=c.learning_rate, betas=c.betas, weight_decay=c.weight_decay, decoupled=c.optimizer == "adamw"))
+        return out
+
+    def _make_scheduler(self, opt):
         c = self.config
         if c.scheduler in (None, "none"): return None
         if c.scheduler == "reduce_on_plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode=self.mode, factor=c.scheduler_factor,
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=self.mode, factor=c.scheduler_factor,
                                                               patience=c.scheduler_patience, min_lr=c.min_lr)
         if c.scheduler == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(c.num_epochs, 1), eta_min=c.min_lr)
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(c.num_epochs, 1), eta_min=c.min_lr)
         raise ConfigError(f"scheduler.name: {c.scheduler!r} is not one of reduce_on_plateau, cosine, none.")
+
+    def _average_sparse(self):
+        "Under torchrun: average the sparse tables' gradients over the ranks (every rank's rows, summed, / ranks)."
+        if self.world == 1 or not self.sparse_tables: return
+        for p in self.optimizers[-1].param_groups[0]["params"]:
+            g = p.grad if p.grad is not None else torch.sparse_coo_tensor(
+                torch.empty((1, 0), dtype=torch.long, device=p.device), p.new_empty((0, *p.shape[1:])), p.shape)
+            p.grad = D.average_sparse(g)
 
     # -- one epoch ------------------------------------------------------------------------------
     def _batch(self, idx):
         if self.is_dict: return {k: v[idx] for k, v in self.tensors}
         return tuple(v[idx] for _, v in self.tensors)
 
+    def _step(self, loss):
+        c = self.config
+        for o in self.optimizers: o.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if c.max_grad_norm:
+                for o in self.optimizers: self.scaler.unscale_(o)
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+            for o in self.optimizers: self.scaler.step(o)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if c.max_grad_norm: torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+            self._average_sparse()
+            for o in self.optimizers: o.step()
+
     def _train_epoch(self, epoch: int) -> float:
-        c, net, opt = self.config, self.net, self.optimizer
+        c, net, world = self.config, self.net, self.world
         net.train()
         n, bs = self.n_samples, c.batch_size
         n_batches = math.ceil(n / bs)
-        perm = torch.randperm(n, device=self.device)
+        if world > 1 and 0 < n % bs < world: n_batches -= 1       # a last batch too small to give each rank a sample
+        if c.max_batches: n_batches = min(n_batches, c.max_batches)
+        perm = D.broadcast(torch.randperm(n, device=self.device))  # rank 0's order, the same for every rank
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{c.num_epochs}", leave=False, disable=not c.progress,
+        forward = self.ddp if self.ddp is not None else self.loss_fn
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{c.num_epochs}", leave=False, disable=not c.progress or self.rank != 0,
                    mininterval=0.5, dynamic_ncols=True)
         try:
             for b in range(n_batches):
                 idx = perm[b * bs:(b + 1) * bs]
-                with autocast: loss = self.loss_fn(self._batch(idx))
-                opt.zero_grad(set_to_none=True)
-                if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                    if c.max_grad_norm:
-                        self.scaler.unscale_(opt); torch.nn.utils.clip_grad_norm_(net.parameters(), c.max_grad_norm)
-                    self.scaler.step(opt); self.scaler.update()
-                else:
-                    loss.backward()
-                    if c.max_grad_norm: torch.nn.utils.clip_grad_norm_(net.parameters(), c.max_grad_norm)
-                    opt.step()
+                if world > 1: idx = idx.tensor_split(world)[self.rank]   # this rank's slice of the global batch
+                with autocast: loss = forward(self._batch(idx))
+                self._step(loss)
                 total += loss.detach().double() * len(idx)
+                seen += len(idx)
                 if (b + 1) % c.log_every == 0 or b + 1 == n_batches:
-                    running = total.item() / min((b + 1) * bs, n)
+                    running = total.item() / seen
                     if not math.isfinite(running):
                         raise TrainingError(f"the training loss became {running} in epoch {epoch} (batch {b + 1}/{n_batches}): "
-                                            f"lower training.learning_rate (now {opt.param_groups[0]['lr']:g}), set "
+                                            f"lower training.learning_rate (now {self.optimizer.param_groups[0]['lr']:g}), set "
                                             f"training.max_grad_norm, or check the data for extreme values.")
                     bar.set_postfix(loss=f"{running:.4f}", refresh=False)
                 bar.update()
         finally: bar.close()
-        return total.item() / n
+        self._samples_seen = min(n_batches * bs, n)
+        return D.all_reduce(total).item() / max(self._samples_seen, 1)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _clone_state(self): return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
 
     def state_dict(self) -> dict:
         "Everything needed to continue training exactly where it stopped."
-        return {"format": 1, "epoch": self.epoch, "finished": self.finished, "net": self.net.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+        return {"format": 2, "epoch": self.epoch, "finished": self.finished, "net": self.net.state_dict(),
+                "optimizers": [o.state_dict() for o in self.optimizers], "schedulers": [s.state_dict() for s in self.schedulers],
                 "scaler": self.scaler.state_dict() if self.scaler else {}, "rng": get_rng_state(),
                 "best_state": self.best_state, "best_score": self.best_score, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "history": self.history, "meta": self.meta}
+                "best_metrics": self.best_metrics, "bad_epochs": self.bad_epochs, "history": self.history, "meta": self.meta}
 
     def save_checkpoint(self, path=None):
-        _atomic_torch_save(self.state_dict(), Path(path or self.checkpoint_path))
+        "Write the checkpoint atomically (rank 0 only, under torchrun)."
+        if self.rank == 0: _atomic_torch_save(self.state_dict(), Path(path or self.checkpoint_path))
 
     def load_state_dict(self, ck: dict):
         fp, old = self.meta.get("fingerprint"), ck.get("meta", {}).get("fingerprint")
@@ -419,14 +601,19 @@ class Trainer:
                                 "configuration; train without resume (it will be overwritten) or restore the old config.")
         try:
             self.net.load_state_dict(ck["net"])
-            self.optimizer.load_state_dict(ck["optimizer"])
-            if self.scheduler and ck["scheduler"]: self.scheduler.load_state_dict(ck["scheduler"])
+            opts = ck["optimizers"] if "optimizers" in ck else [ck["optimizer"]]          # format 1: one optimizer
+            scheds = ck["schedulers"] if "schedulers" in ck else ([ck["scheduler"]] if ck.get("scheduler") else [])
+            if len(opts) != len(self.optimizers) or len(scheds) != len(self.schedulers):
+                raise ValueError(f"{len(opts)} optimizer(s) saved, {len(self.optimizers)} here")
+            for o, st in zip(self.optimizers, opts): o.load_state_dict(st)
+            for s, st in zip(self.schedulers, scheds): s.load_state_dict(st)
             if self.scaler and ck["scaler"]: self.scaler.load_state_dict(ck["scaler"])
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{self.checkpoint_path}: the checkpoint does not fit this model ({str(e)[:200]}); "
                                   "train without resume.") from None
         self.epoch, self.finished, self.history = ck["epoch"], ck["finished"], list(ck["history"])
         self.best_score, self.best_epoch, self.bad_epochs = ck["best_score"], ck["best_epoch"], ck["bad_epochs"]
+        self.best_metrics = dict(ck.get("best_metrics") or {})
         self.best_state = {k: v.to(self.device) for k, v in ck["best_state"].items()} if ck["best_state"] else None
         self.meta = {**ck.get("meta", {}), **self.meta}
         set_rng_state(ck["rng"])
@@ -439,9 +626,9 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def _log(self, line: str):
-        "One line of progress, when `verbose`: to stderr (stdout stays free for results), or to the stream `verbose` names."
+        "One line of progress, when `verbose` (rank 0): to stderr (stdout stays free for results), or to the stream `verbose` names."
         v = self.config.verbose
-        if v: print(line, file=sys.stderr if v is True else v, flush=True)
+        if v and self.rank == 0: print(line, file=sys.stderr if v is True else v, flush=True)
 
     def _improved(self, value) -> bool:
         if self.best_score is None: return True
@@ -454,65 +641,72 @@ class Trainer:
             self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location="cpu"))
             self._log(f"resuming from {self.checkpoint_path} after epoch {self.epoch}")
         elif resume: self._log(f"no checkpoint at {self.checkpoint_path}: starting from scratch")
+        if self.rank: torch.manual_seed(c.seed + 7919 * self.rank + self.epoch)   # each rank its own negatives and masks
         for cb in self.callbacks: cb.on_train_start(self)
         patience = c.early_stopping_patience or 0
         t_train, n_seen, epochs_run, stopped = 0.0, 0, 0, False
         stop = self.finished or (patience and self.bad_epochs >= patience)
-        while not stop and self.epoch < c.num_epochs:
-            epoch = self.epoch + 1
-            lr = self.optimizer.param_groups[0]["lr"]
-            for cb in self.callbacks: cb.on_epoch_start(self, epoch)
-            t0 = time.perf_counter()
-            try:
-                phase = "training"
-                loss = self._train_epoch(epoch)
-                dt = time.perf_counter() - t0
-                record = {"epoch": epoch, "train_loss": loss, "lr": lr, "time_s": dt}
+        try:
+            while not stop and self.epoch < c.num_epochs:
+                epoch = self.epoch + 1
+                lr = self.optimizer.param_groups[0]["lr"]
+                for cb in self.callbacks: cb.on_epoch_start(self, epoch)
+                t0 = time.perf_counter()
+                try:
+                    phase = "training"
+                    loss = self._train_epoch(epoch)
+                    dt = time.perf_counter() - t0
+                    record = {"epoch": epoch, "train_loss": loss, "lr": lr, "time_s": dt}
+                    if self.validate_fn is not None:
+                        phase = "validation"
+                        self.net.eval()
+                        with torch.no_grad(): metrics = self.validate_fn()
+                except TrainingError: raise
+                except BaseException as e:
+                    if not _is_oom(e): raise
+                    if self.device.type == "cuda": torch.cuda.empty_cache()
+                    hint = (f"lower training.batch_size (e.g. --set training.batch_size={max(c.batch_size // 2, 1)})"
+                            if phase == "training" else "lower evaluation.batch_size (e.g. --set evaluation.batch_size=256)")
+                    raise TrainingError(f"out of memory on {self.device} during {phase} in epoch {epoch} "
+                                        f"(training.batch_size={c.batch_size}): {hint}, or use a smaller model.") from None
+                t_train += dt; n_seen += self._samples_seen
                 if self.validate_fn is not None:
-                    phase = "validation"
-                    self.net.eval()
-                    with torch.no_grad(): metrics = self.validate_fn()
-            except TrainingError: raise
-            except BaseException as e:
-                if not _is_oom(e): raise
-                if self.device.type == "cuda": torch.cuda.empty_cache()
-                hint = (f"lower training.batch_size (e.g. --set training.batch_size={max(c.batch_size // 2, 1)})"
-                        if phase == "training" else "lower evaluation.batch_size (e.g. --set evaluation.batch_size=256)")
-                raise TrainingError(f"out of memory on {self.device} during {phase} in epoch {epoch} "
-                                    f"(training.batch_size={c.batch_size}): {hint}, or use a smaller model.") from None
-            t_train += dt; n_seen += self.n_samples
-            if self.validate_fn is not None:
-                if self.monitor != "train_loss" and self.monitor not in metrics:
-                    raise ConfigError(f"evaluation.monitor: {self.monitor!r} is not among this model's validation "
-                                      f"metrics ({', '.join(metrics)}).")
-                wanted = set(c.metrics) | {self.monitor}
-                record.update({f"valid_{k}": float(v) for k, v in metrics.items() if k in wanted})
-                record["valid_time_s"] = time.perf_counter() - t0 - dt
-            value = loss if self.monitor == "train_loss" else record[f"valid_{self.monitor}"]
-            if not math.isfinite(value):
-                raise TrainingError(f"the monitored {self.monitor} is {value} after epoch {epoch}; lower training.learning_rate.")
-            if self.scheduler is not None:
-                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau): self.scheduler.step(value)
-                else: self.scheduler.step()
-            if self._improved(value):
-                self.best_score, self.best_epoch, self.bad_epochs = float(value), epoch, 0
-                self.best_state = self._clone_state()
-            else: self.bad_epochs += 1
-            self.history.append(record)
-            self.epoch, epochs_run = epoch, epochs_run + 1
-            stopped = bool(patience and self.bad_epochs >= patience)
-            stop = stopped or self.epoch >= c.num_epochs
-            self.finished = bool(stop)
-            if self.checkpoint_path: self.save_checkpoint()
-            if c.verbose:
-                mark = " *" if self.best_epoch == epoch else ""
-                vals = "  ".join(f"{k[6:]} {v:.4f}" for k, v in record.items() if k.startswith("valid_") and k != "valid_time_s")
-                self._log(f"epoch {epoch:3d}/{c.num_epochs}  loss {loss:.4f}  {vals}  lr {lr:.2g}  {dt:.1f}s{mark}")
-            for cb in self.callbacks: cb.on_epoch_end(self, record)
+                    if self.monitor != "train_loss" and self.monitor not in metrics:
+                        raise ConfigError(f"evaluation.monitor: {self.monitor!r} is not among this model's validation "
+                                          f"metrics ({', '.join(metrics)}).")
+                    wanted = set(c.metrics) | {self.monitor}
+                    record.update({f"valid_{k}": float(v) for k, v in metrics.items() if k in wanted})
+                    record["valid_time_s"] = time.perf_counter() - t0 - dt
+                value = loss if self.monitor == "train_loss" else record[f"valid_{self.monitor}"]
+                if not math.isfinite(value):
+                    raise TrainingError(f"the monitored {self.monitor} is {value} after epoch {epoch}; lower training.learning_rate.")
+                for s in self.schedulers:
+                    if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau): s.step(value)
+                    else: s.step()
+                if self._improved(value):
+                    self.best_score, self.best_epoch, self.bad_epochs = float(value), epoch, 0
+                    self.best_state = self._clone_state()
+                    self.best_metrics = dict(metrics) if self.validate_fn is not None else {}
+                else: self.bad_epochs += 1
+                self.history.append(record)
+                self.epoch, epochs_run = epoch, epochs_run + 1
+                stopped = bool(patience and self.bad_epochs >= patience)
+                stop = stopped or self.epoch >= c.num_epochs
+                self.finished = bool(stop)
+                if self.checkpoint_path: self.save_checkpoint()
+                if c.verbose:
+                    mark = " *" if self.best_epoch == epoch else ""
+                    vals = "  ".join(f"{k[6:]} {v:.4f}" for k, v in record.items() if k.startswith("valid_") and k != "valid_time_s")
+                    self._log(f"epoch {epoch:3d}/{c.num_epochs}  loss {loss:.4f}  {vals}  lr {lr:.2g}  {dt:.1f}s{mark}")
+                for cb in self.callbacks: cb.on_epoch_end(self, record)
+        finally:
+            mods = dict(self.net.named_modules())
+            for n in self.sparse_tables: mods[n].sparse = False       # the network scores and saves as usual
         if self.best_state is not None: self.net.load_state_dict(self.best_state)
         self.net.eval()
         result = TrainResult(self.history, self.best_epoch, self.best_score if self.best_score is not None else float("nan"),
-                             self.monitor, epochs_run, stopped, t_train, n_seen / t_train if t_train else float("nan"))
+                             self.monitor, epochs_run, stopped, t_train, n_seen / t_train if t_train else float("nan"),
+                             self.best_metrics)
         for cb in self.callbacks: cb.on_train_end(self, result)
         return result
 
@@ -521,6 +715,7 @@ class TorchRecommender(Recommender):
     "A `Recommender` whose parameters are an `nn.Module` (`self.net`) trained by the `Trainer`."
     default_monitor = "ndcg@10"
     trainer_defaults: dict = {}
+    sparse_modules: tuple = ()     # the network's nn.Embedding tables that may take sparse, row-wise updates
 
     # -- to implement ---------------------------------------------------------------------------
     def build_network(self, data: Interactions | None) -> torch.nn.Module: raise NotImplementedError
@@ -540,20 +735,22 @@ class TorchRecommender(Recommender):
         self._fit_args = dict(checkpoint_path=checkpoint, callbacks=callbacks, meta=meta)
         self._resume = resume
         seed_everything(self.trainer_config.seed)
-        return super().fit(train, valid)
+        self._frames = (train, valid)                     # for the validation set; dropped after fitting
+        try: return super().fit(train, valid, progress=None if self.trainer_config.progress else False)
+        finally: self._frames = self._valid_set = None
 
     def _fit(self, data: Interactions, valid: Interactions | None):
         cfg = getattr(self, "trainer_config", None) or TrainerConfig(**self.trainer_defaults)
         has_valid = valid is not None and len(valid) > 0
         if cfg.monitor is None: cfg = dataclasses.replace(cfg, monitor=self.default_monitor if has_valid else "train_loss")
         self.trainer_config = cfg
-        device = resolve_device(cfg.device)
+        device = D.local_device(resolve_device(cfg.device))
         self.net = self.build_network(data).to(device)
         tensors = self.training_tensors(data)
         self.setup_training(data, device)
-        self._valid_truth = valid.matrix() if has_valid else None
+        self._valid_set = self._validation_set() if has_valid else None
         trainer = Trainer(self.net, self.loss, tensors, cfg, (lambda: self.validation_metrics(valid)) if has_valid else None,
-                          device=device, **getattr(self, "_fit_args", {}))
+                          device=device, sparse_modules=self.sparse_modules, **getattr(self, "_fit_args", {}))
         self.training_result = trainer.fit(resume=getattr(self, "_resume", False))
         self.history = self.training_result.history
 
@@ -562,12 +759,25 @@ class TorchRecommender(Recommender):
         cfg = getattr(self, "trainer_config", TrainerConfig())
         return [m for m in dict.fromkeys([*cfg.metrics, cfg.monitor]) if m]
 
+    def _validation_set(self):
+        """The validation `EvalSet`, built once per fit: every validation user, or a fixed (seeded) sample of
+        `valid_users` of them; the final evaluation's protocol (`movie_genie.evaluation`), train masked."""
+        cfg, (train, valid) = self.trainer_config, getattr(self, "_frames", (None, None))
+        if valid is None: return None
+        users = None
+        if cfg.valid_users:
+            ids = unique(valid.user_id.to_numpy())
+            if cfg.valid_users < len(ids): users = np.random.default_rng(cfg.seed).choice(ids, cfg.valid_users, replace=False)
+        return eval_set(self, train, valid, None, users=users)
+
     def ranking_metrics(self, valid: Interactions) -> dict:
-        "Full-ranking metrics of `valid` with the training items masked, at the cut-offs of the wanted metrics."
-        ks = sorted({int(m.split("@")[1]) for m in self._wanted() if "@" in m}) or [10]
-        truth = self._valid_truth if getattr(self, "_valid_truth", None) is not None else valid.matrix()
+        "Full-ranking metrics of the validation set with the training items masked, at `ks` and the wanted metrics' cut-offs."
         cfg = getattr(self, "trainer_config", TrainerConfig())
-        return evaluate_scores(self._score, np.unique(valid.users), truth, self.seen, k=ks, batch_size=cfg.eval_batch_size)
+        ks = sorted({*cfg.ks, *(int(m.split("@")[1]) for m in self._wanted() if "@" in m)})
+        es = getattr(self, "_valid_set", None)
+        if es is None:                                        # (outside fit: from the Interactions)
+            return evaluate_scores(self._score, unique(valid.users), valid.matrix(), self.seen, k=ks, batch_size=cfg.eval_batch_size)
+        return evaluate_on(self, es, ks, cfg.eval_batch_size, progress=None if cfg.progress else False)
 
     def validation_metrics(self, valid: Interactions) -> dict:
         "The model-defined validation scorer (default: full-ranking metrics)."
@@ -592,31 +802,33 @@ class TrainingData:
     movies: pd.DataFrame
     info: dict
 
-def load_training_data(data: dict) -> TrainingData:
-    "Load and split the data described by a config's `data` section."
-    ds = load_movielens(data["dataset"], data["data_dir"])
+def load_training_data(data: dict, progress: bool | None = None) -> TrainingData:
+    "Load and split the data described by a config's `data` section (`progress`: bars for large data)."
+    ds = load_movielens(data["dataset"], data["data_dir"], progress=progress)
     r = ds.ratings
     n0 = len(r)
     if data["min_rating"] is not None: r = r[r.rating.to_numpy() >= data["min_rating"]]
+    codes, n_users = dense_codes(r.user_id.to_numpy())
     if data["min_sequence_length"] > 1:
-        counts = r.user_id.map(r.user_id.value_counts())
-        r = r[(counts >= data["min_sequence_length"]).to_numpy()]
+        keep = np.bincount(codes, minlength=n_users)[codes] >= data["min_sequence_length"]
+        if not keep.all(): r, codes = r[keep], dense_codes(r.user_id.to_numpy()[keep])[0]
     if len(r) == 0:
         raise ConfigError(f"data: no interactions left after min_rating={data['min_rating']} and "
                           f"min_sequence_length={data['min_sequence_length']}; lower them.")
-    s = split(r.reset_index(drop=True), data["split"], tuple(data["ratios"]), seed=data["seed"])
-    info = {"dataset": data["dataset"], "n_ratings_loaded": n0, "n_interactions": len(r), "n_users": int(r.user_id.nunique()),
-            "n_items": int(r.movie_id.nunique()), "density": len(r) / max(r.user_id.nunique() * r.movie_id.nunique(), 1),
+    s = split(r.reset_index(drop=True), data["split"], tuple(data["ratios"]), seed=data["seed"], progress=progress)
+    n_users, n_items = int(codes.max()) + 1, len(unique(r.movie_id.to_numpy()))
+    info = {"dataset": data["dataset"], "n_ratings_loaded": n0, "n_interactions": len(r), "n_users": n_users,
+            "n_items": n_items, "density": len(r) / max(n_users * n_items, 1),
             "n_train": len(s.train), "n_valid": len(s.valid), "n_test": len(s.test),
             **{f"split_{k}": v for k, v in s.info.items() if k not in ("ratios",)}}
     return TrainingData(data["dataset"], s, ds.movies, info)
 
 # %% ../nbs/07_training.ipynb #65eaccdc
 def evaluate_recommender(model: Recommender, train: pd.DataFrame, truth: pd.DataFrame, seen: pd.DataFrame | None = None,
-                         ks=(10, 20, 50, 100), batch_size: int = 1024) -> dict:
+                         ks=(10, 20, 50, 100), batch_size: int = 1024, progress: bool | None = None) -> dict:
     "Metrics of fitted `model` on `truth`, masking `train` (and `seen`); rating metrics if the model predicts ratings."
     from movie_genie.evaluation import evaluate_model
-    out = evaluate_model(model, train, truth, seen, k=tuple(ks), batch_size=batch_size, fit=False)
+    out = evaluate_model(model, train, truth, seen, k=tuple(ks), batch_size=batch_size, fit=False, progress=progress)
     out.pop("fit_time_s", None)
     if hasattr(model, "predict") and "rating" in truth.columns:
         out.update(rating_metrics(model.predict(truth.user_id.to_numpy(), truth.movie_id.to_numpy()), truth.rating.to_numpy()))
@@ -743,8 +955,9 @@ class MlflowTracker(Callback):
 
 # %% ../nbs/07_training.ipynb #acc9adda
 def config_fingerprint(cfg: dict) -> str:
-    "A hash of everything in a config that changes a run's result, except `training.num_epochs` (a resume may extend it)."
-    c = copy.deepcopy(cfg); c["training"].pop("num_epochs", None); c.pop("name", None)
+    """A hash of everything in a config that changes a run's result, except `training.num_epochs` (a resume may
+    extend it) and `training.threads` (a resume may run on another machine)."""
+    c = copy.deepcopy(cfg); c["training"].pop("num_epochs", None); c["training"].pop("threads", None); c.pop("name", None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def _json_ready(d: dict) -> dict:
@@ -752,24 +965,31 @@ def _json_ready(d: dict) -> dict:
             for k, v in d.items()}
 
 def train_from_config(config, overrides: dict | None = None, output_dir="models", reports_dir="reports",
-                      mlflow: bool = True, resume: bool = False, callbacks=(), progress: bool = True,
-                      verbose=True) -> dict:
-    "Train, evaluate, save, report and track the model described by `config` (a YAML path or a dict)."
+                      mlflow: bool = True, resume: bool = False, callbacks=(), progress: bool | None = None,
+                      verbose=True, data: TrainingData | None = None) -> dict:
+    """Train, evaluate, save, report and track the model described by `config` (a YAML path or a dict).
+    `progress`: None draws the epochs' bars and, for large data, the bars of loading, splitting, fitting and
+    evaluating; True all of them; False none. `data`: the config's data, when the caller has loaded it already."""
     cfg = load_config(config, overrides)
     name = cfg["name"] or cfg["model"]["type"]
+    torch.set_num_threads(resolve_threads(cfg["training"]["threads"]))
+    D.init_distributed(resolve_device(cfg["training"]["device"]).type)      # a no-op outside torchrun
+    main = D.is_main()                                                     # rank 0 writes, tracks and prints
+    bars = progress if main else False
     seed_everything(cfg["training"]["seed"])
     t_start = time.perf_counter()
-    data = load_training_data(cfg["data"])
+    data = data if data is not None else load_training_data(cfg["data"], progress=bars)
     s = data.split
     params = {k: v for k, v in cfg["model"].items() if k != "type"}
     model = get_model_class(cfg["model"]["type"])(**params)
+    model.check_memory(data.info["n_users"], data.info["n_items"])        # refuse before any fitting
     model_dir, report_dir = Path(output_dir) / name, Path(reports_dir) / name
     ckpt = Path(output_dir) / ".checkpoints" / name / "checkpoint.pt"
     torch_model = isinstance(model, TorchRecommender)
     fingerprint = config_fingerprint(cfg)
     meta = {"fingerprint": fingerprint}
     tracker = None
-    if mlflow:
+    if mlflow and main:
         old = Trainer.read_meta(ckpt) if (resume and torch_model) else None
         if old and old.get("fingerprint") != fingerprint: old = None     # the Trainer reports the mismatch
         tracker = MlflowTracker(name, run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -779,32 +999,44 @@ def train_from_config(config, overrides: dict | None = None, output_dir="models"
         tracker.log_params({k: v for k, v in cfg.items() if torch_model or k not in ("training", "optimizer", "scheduler")})
         meta["mlflow_run_id"] = tracker.run_id
     try:
+        valid = s.valid if len(s.valid) else None
         if torch_model:
-            tc = TrainerConfig.from_config(cfg, progress=progress, verbose=verbose)
-            if tc.monitor is None: tc = dataclasses.replace(tc, monitor=model.default_monitor if len(s.valid) else "train_loss")
-            model.fit(s.train, s.valid if len(s.valid) else None, config=tc, checkpoint=ckpt, resume=resume,
+            tc = TrainerConfig.from_config(cfg, progress=progress is not False and main, verbose=verbose)
+            if tc.monitor is None: tc = dataclasses.replace(tc, monitor=model.default_monitor if valid is not None else "train_loss")
+            model.fit(s.train, valid, config=tc, checkpoint=ckpt, resume=resume,
                       callbacks=[*([tracker] if tracker else []), *callbacks], meta=meta)
             history, best_epoch = model.history, model.training_result.best_epoch
         else:
-            model.fit(s.train, s.valid if len(s.valid) else None)
+            model.fit(s.train, valid, progress=bars)
             history, best_epoch = [], None
         train_time = time.perf_counter() - t_start
+        info = getattr(model, "fit_info", {})
+        if verbose and main and info.get("n_items_modelled", 0) < info.get("n_items", 0):
+            print(f"{name}: fitted on the {info['n_items_modelled']:,} most-rated of {info['n_items']:,} movies "
+                  f"({info['interactions_modelled']:.1%} of the training interactions); the others rank by popularity.",
+                  file=sys.stderr)
         ks, bs = _all_ks(cfg), cfg["evaluation"]["batch_size"]
-        valid_metrics = evaluate_recommender(model, s.train, s.valid, None, ks, bs) if len(s.valid) else {}
-        test_metrics = evaluate_recommender(model, s.train, s.test, s.valid, ks, bs) if len(s.test) else {}
+        # one validation pass (none after training: the best epoch's figures, unless validation used a sample)
+        best = model.training_result.best_metrics if torch_model and not cfg["evaluation"]["valid_users"] else {}
+        if not all(f"ndcg@{k}" in best for k in ks): best = {}
+        valid_metrics = ({} if valid is None else dict(best) if best else
+                         evaluate_recommender(model, s.train, s.valid, None, ks, bs, progress=bars))
+        test_metrics = evaluate_recommender(model, s.train, s.test, s.valid, ks, bs, progress=bars) if len(s.test) else {}
         summary = {"name": name, "model_type": model.name, "params": model.get_params(), "dataset": data.dataset,
                    "split": cfg["data"]["split"], "best_epoch": best_epoch, "monitor": cfg["evaluation"]["monitor"] or
                    getattr(model, "trainer_config", TrainerConfig()).monitor, "train_time_s": train_time,
-                   "test": _json_ready(test_metrics), "valid": _json_ready(valid_metrics), "data": data.info}
-        model.save_pretrained(model_dir, metrics=summary, movies=data.movies)
+                   "test": _json_ready(test_metrics), "valid": _json_ready(valid_metrics), "data": data.info,
+                   **({"model_info": info} if info else {})}
         figures = []
-        with _atomic_dir(report_dir) as tmp:
-            (tmp / "metrics.json").write_text(json.dumps({**summary, "history": history}, indent=2, default=str))
-            (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-            if history:
-                f1, f2 = plot_history(history, best_epoch, name)
-                f1.savefig(tmp / "loss.png", dpi=110); figures.append(report_dir / "loss.png")
-                if f2 is not None: f2.savefig(tmp / "metrics.png", dpi=110); figures.append(report_dir / "metrics.png")
+        if main:
+            model.save_pretrained(model_dir, metrics=summary, movies=data.movies)
+            with _atomic_dir(report_dir) as tmp:
+                (tmp / "metrics.json").write_text(json.dumps({**summary, "history": history}, indent=2, default=str))
+                (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+                if history:
+                    f1, f2 = plot_history(history, best_epoch, name)
+                    f1.savefig(tmp / "loss.png", dpi=110); figures.append(report_dir / "loss.png")
+                    if f2 is not None: f2.savefig(tmp / "metrics.png", dpi=110); figures.append(report_dir / "metrics.png")
         if tracker:
             tracker.log_metrics({k: v for k, v in valid_metrics.items() if not k.endswith("_s")}, step=best_epoch or 0, prefix="best_valid_")
             tracker.log_metrics({k: v for k, v in test_metrics.items() if not k.endswith("_s")}, step=best_epoch or 0, prefix="test_")
@@ -819,7 +1051,7 @@ def train_from_config(config, overrides: dict | None = None, output_dir="models"
             "valid_metrics": valid_metrics, "history": history, "best_epoch": best_epoch, "model_dir": model_dir,
             "report_dir": report_dir, "figures": figures, "checkpoint": ckpt if torch_model else None,
             "run_id": tracker.run_id if tracker else None, "tracking_uri": tracker.uri if tracker else None,
-            "train_time_s": train_time, "model": model}
+            "train_time_s": train_time, "model": model, "rank": D.rank_world()[0]}
 
 # %% ../nbs/07_training.ipynb #e260602b
 def params_overrides(params: dict, model: str) -> dict:

@@ -25,7 +25,7 @@ def test_compare_sample(tmp_path):
     assert df.loc["pop", "ndcg@10"] < df.loc["ease", "ndcg@10"]
     m = json.loads((out / "metrics.json").read_text())
     assert m["run"]["dataset"] == "sample" and m["run"]["k"] == [10, 20]
-    assert m["models"]["ease"]["params"] == {"l2": 100.0}
+    assert m["models"]["ease"]["params"] == {"l2": 100.0, "max_items": None, "device": "auto"}
     assert m["models"]["ease"]["metrics"]["ndcg@10"] == pytest.approx(df.loc["ease", "ndcg@10"])
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

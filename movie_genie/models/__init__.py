@@ -13,12 +13,13 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ..data import IdMap, _atomic_dir
+from ..data import IdMap, _atomic_dir, progress_bar
 from ..metrics import mask_scores
 
 # %% auto #0
-__all__ = ['ALIASES', 'UnknownIdError', 'CheckpointError', 'Interactions', 'seed_everything', 'Recommender', 'register_model',
-           'list_models', 'get_model_class', 'get_model']
+__all__ = ['ALIASES', 'UnknownIdError', 'CheckpointError', 'InsufficientMemoryError', 'available_memory', 'check_memory',
+           'Interactions', 'seed_everything', 'Recommender', 'register_model', 'list_models', 'get_model_class',
+           'get_model']
 
 # %% ../../nbs/02_models.ipynb #7869b619
 class UnknownIdError(KeyError):
@@ -27,6 +28,23 @@ class UnknownIdError(KeyError):
 
 class CheckpointError(ValueError):
     "A saved model folder is missing, corrupt or of another model type."
+
+class InsufficientMemoryError(MemoryError):
+    "A model would need more memory than this machine (or GPU) has; the message gives both figures and the way out."
+
+def available_memory(device="cpu") -> int:
+    "Bytes that can still be allocated: free RAM (with what the OS would give back) on the CPU, free memory on a GPU."
+    device = torch.device(device)
+    if device.type == "cuda": return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+    return int(psutil.virtual_memory().available)
+
+def check_memory(need: int, what: str, fix: str, device="cpu"):
+    "Raise `InsufficientMemoryError` before starting when `need` bytes exceed what `device` has available."
+    have = available_memory(device)
+    if need > have:
+        raise InsufficientMemoryError(f"{what} needs about {need / 2**30:.1f} GiB of memory; {torch.device(device).type.upper()} "
+                                      f"memory available: {have / 2**30:.1f} GiB. {fix}")
 
 # %% ../../nbs/02_models.ipynb #3bb3080c
 @dataclass
@@ -83,10 +101,13 @@ class Recommender:
     def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     # -- fitting --------------------------------------------------------------------------------
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None):
-        "Learn from `train` (and optionally watch `valid`), DataFrames of `user_id, movie_id[, rating, timestamp]`."
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, progress: bool | None = None):
+        """Learn from `train` (and optionally watch `valid`), DataFrames of `user_id, movie_id[, rating, timestamp]`.
+        `progress`: bars for the long steps (default: for large data; see `movie_genie.data.progress_bar`)."""
         _check_frame(train, "train")
+        self._progress = progress
         self.user_map, self.item_map = IdMap.fit(train.user_id.to_numpy()), IdMap.fit(train.movie_id.to_numpy())
+        self.check_memory(self.n_users, self.n_items)
         data = Interactions.from_frame(train, self.user_map, self.item_map)
         vdata = None
         if valid is not None and len(valid):
@@ -102,6 +123,16 @@ class Recommender:
         self.seen = sp.csr_matrix(seen, dtype=np.float32)
         self._item_norms = None
         self.popularity = torch.from_numpy(np.asarray(self.seen.sum(0)).ravel().astype(np.float32))
+
+    def memory_estimate(self, n_users: int, n_items: int) -> tuple[int, str] | None:
+        "`(bytes, how to need less)` that fitting needs at this size, for models whose memory grows fast; else None."
+        return None
+
+    def check_memory(self, n_users: int, n_items: int):
+        "Refuse, before any work, a fit that would not fit in memory (`InsufficientMemoryError`, with the figures)."
+        est = self.memory_estimate(n_users, n_items)
+        if est: check_memory(est[0], f"{type(self).__name__} on {n_users:,} users x {n_items:,} movies", est[1],
+                             getattr(self, "memory_device", "cpu"))
 
     def _fit(self, data: Interactions, valid: Interactions | None): raise NotImplementedError
     def _score(self, users: np.ndarray) -> torch.Tensor: raise NotImplementedError

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import unique
 from . import Interactions, register_model
 from .matrix_factorization import FactorModel
 from ..training import positive_keys, sample_negatives
@@ -24,12 +25,14 @@ class BPR(FactorModel):
     trainer_defaults = {"learning_rate": 4e-3, "weight_decay": 1e-5, "batch_size": 4096, "num_epochs": 50,
                         "early_stopping_patience": 10, "scheduler": "cosine", "min_lr": 1e-5, "metrics": ("recall@10", "ndcg@10")}
 
-    def __init__(self, embedding_dim: int = 256, dropout: float = 0.3, num_negatives: int = 8, exclude_positives: bool = True):
+    def __init__(self, embedding_dim: int = 256, dropout: float = 0.3, num_negatives: int = 8, exclude_positives: bool = True,
+                 item_dropout: bool = False):
         if int(num_negatives) < 1: raise ValueError(f"num_negatives must be at least 1, got {num_negatives}.")
         self.embedding_dim, self.dropout, self.num_negatives, self.exclude_positives = embedding_dim, dropout, num_negatives, exclude_positives
+        self.item_dropout = bool(item_dropout)
 
     def training_tensors(self, data: Interactions) -> dict:
-        pairs = np.unique(data.users.astype(np.int64) * data.n_items + data.items, return_index=True)[1]   # one row per positive
+        pairs = unique(data.users.astype(np.int64) * data.n_items + data.items, return_index=True)[1]   # one row per positive
         return {"users": torch.from_numpy(data.users[pairs].astype(np.int64)), "items": torch.from_numpy(data.items[pairs].astype(np.int64))}
 
     def setup_training(self, data: Interactions, device: torch.device):
@@ -38,7 +41,9 @@ class BPR(FactorModel):
     def loss(self, batch) -> torch.Tensor:
         net, u, i = self.net, batch["users"], batch["items"]
         j = sample_negatives(u, self.n_items, self.num_negatives, self._positives)          # [b, k]
-        p = net.dropout(net.user_embedding(u))                                             # [b, d]
-        pos = (p * net.dropout(net.item_embedding(i))).sum(-1) + net.item_bias(i).squeeze(-1)
-        neg = (p.unsqueeze(1) * net.dropout(net.item_embedding(j))).sum(-1) + net.item_bias(j).squeeze(-1)
-        return -F.logsigmoid(pos.unsqueeze(1) - neg).float().mean()
+        ij = torch.cat([i.unsqueeze(1), j], 1)                                             # [b, 1 + k]: positive, negatives
+        p = net.dropout(net.user_embedding(u))                                             # [b, d]: one mask per sample
+        q = net.item_embedding(ij)                                                         # [b, 1 + k, d]: one lookup
+        if self.item_dropout: q = net.dropout(q)
+        x = (q * p.unsqueeze(1)).sum(-1) + net.item_bias(ij).squeeze(-1)
+        return -F.logsigmoid(x[:, :1] - x[:, 1:]).float().mean()

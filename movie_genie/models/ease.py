@@ -7,24 +7,46 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 
-from . import Interactions, Recommender, register_model
+from ..data import progress_bar
+from . import Interactions, Recommender, available_memory, register_model
 
 # %% auto #0
-__all__ = ['EASE_METHODS', 'ease_weights', 'sparse_dense_mm', 'EASE']
+__all__ = ['EASE_METHODS', 'ease_memory', 'ease_weights', 'EASE']
 
 # %% ../../nbs/05_ease.ipynb #148e17bd
 EASE_METHODS = ("auto", "gram", "woodbury")
 
-def ease_weights(X: sp.spmatrix, l2: float, method: str = "auto") -> torch.Tensor:
-    """EASE^R weights `B` (float32, zero diagonal) of the user x item matrix `X` with penalty `l2`.
-    `method`: 'gram' inverts `X^T X + l2 I`; 'woodbury' inverts `X X^T + l2 I` instead (exact, cheaper
-    when users are few); 'auto' picks woodbury when there are fewer than half as many users as items."""
+def _method(n_users: int, n_items: int, method: str) -> str:
     if method not in EASE_METHODS: raise ValueError(f"Unknown method {method!r}; valid: {', '.join(EASE_METHODS)}.")
+    return ("woodbury" if 2 * n_users < n_items else "gram") if method == "auto" else method
+
+_BLOCK = 1024          # rows of X^T X built at a time
+
+def ease_memory(n_users: int, n_items: int, method: str = "auto") -> int:
+    "Peak bytes of `ease_weights` beyond `X` (see the text): two float32 n x n matrices for the Gram path."
+    n, u = n_items, n_users
+    if _method(u, n, method) == "woodbury": return 8 * (u * n + u * u) + 12 * n * n
+    return 8 * n * n + 24 * n * min(n, _BLOCK)
+
+def _gram_blocks(X: sp.csr_matrix, block: int = _BLOCK):
+    "Row blocks `(rows, (X^T X)[rows])` as dense arrays, from sparse products: no sparse n x n product at once."
+    Xt = X.T.tocsr()
+    for s in range(0, X.shape[1], block):
+        yield slice(s, min(s + block, X.shape[1])), (Xt[s:s + block] @ X).toarray()
+
+def ease_weights(X: sp.spmatrix, l2: float, method: str = "auto", device="cpu", progress: bool | None = None) -> torch.Tensor:
+    """EASE^R weights `B` (float32, zero diagonal, on `device`) of the user x item matrix `X` with penalty `l2`.
+    `method`: 'gram' inverts `X^T X + l2 I` (in float32); 'woodbury' inverts `X X^T + l2 I` instead (in float64:
+    its `I - ...` cancels; exact, cheaper when users are few); 'auto' picks woodbury when there are fewer than
+    half as many users as items. `progress`: a bar over the steps (drawn by default from 8,000 items)."""
     if not float(l2) > 0: raise ValueError(f"l2 must be positive, got {l2}.")
     X = sp.csr_matrix(X, dtype=np.float64)
     n_users, n_items = X.shape
-    if method == "auto": method = "woodbury" if 2 * n_users < n_items else "gram"
+    method, device = _method(n_users, n_items, method), torch.device(device)
+    n_blocks = -(-n_items // _BLOCK) if method == "gram" else 1
+    bar = progress_bar(n_blocks + 3, "EASE fit", progress, n_items * n_items // 64, unit="step")
 
     def cholesky(A):
         A.diagonal().add_(float(l2))
@@ -32,48 +54,105 @@ def ease_weights(X: sp.spmatrix, l2: float, method: str = "auto") -> torch.Tenso
         if int(info) != 0: raise ValueError(f"the system is not positive definite (l2={l2}); check X for NaNs or infinities.")
         return L
 
-    if method == "gram":
-        L = cholesky(torch.from_numpy((X.T @ X).toarray()))              # float64 Gram matrix X^T X + l2 I
-        P = torch.cholesky_inverse(L)
-    else:
-        Xd = torch.from_numpy(X.toarray())                                # [n_users, n_items]
-        L = cholesky(Xd @ Xd.T)                                           # X X^T + l2 I, [n_users, n_users]
-        P = Xd.T @ torch.cholesky_solve(Xd, L)                            # X^T (X X^T + l2 I)^-1 X
-        del Xd
-        P.neg_(); P.diagonal().add_(1.0); P.div_(float(l2))
-    del L
-    B = P.div_(-P.diagonal().clone())                                   # B_ij = -P_ij / P_jj
-    B.diagonal().zero_()
-    return B.float().contiguous()                                      # row-major: cheap .numpy() in scoring
-
-def sparse_dense_mm(a: sp.spmatrix, b: torch.Tensor) -> torch.Tensor:
-    "`a @ b` for a scipy sparse `a` and a dense float32 tensor `b`, as a dense tensor."
-    a = sp.csr_matrix(a, dtype=np.float32)
-    return torch.from_numpy(np.asarray(a @ b.numpy()))
+    if method == "gram":                                 # X^T X + l2 I: counts, exact in float32 up to 2^24
+        A = torch.empty(n_items, n_items, dtype=torch.float32, device=device)
+        for rows, G in _gram_blocks(X): A[rows] = torch.from_numpy(G).to(device, torch.float32); bar.update()
+        L = cholesky(A); del A; bar.update()
+        P = torch.cholesky_inverse(L); del L; bar.update()
+    else:                                                # (X^T X + l2 I)^-1 = (I - X^T (X X^T + l2 I)^-1 X) / l2
+        Xd = torch.from_numpy(X.toarray()).to(device)
+        L = cholesky(Xd @ Xd.T); bar.update()
+        P = Xd.T @ torch.cholesky_solve(Xd, L); del Xd, L
+        P.neg_(); P.diagonal().add_(1.0); P.div_(float(l2)); bar.update()
+    B = P.div_(-P.diagonal().clone())                    # B_ij = -P_ij / P_jj, zero diagonal
+    B.diagonal().zero_(); bar.update(); bar.close()
+    return B.float().contiguous()                        # row-major: cheap rows in scoring
 
 # %% ../../nbs/05_ease.ipynb #2e25ddc6
 @register_model
 class EASE(Recommender):
-    "EASE^R (Steck 2019): closed-form item-item autoencoder with a zero diagonal; scores are `X[users] @ B`."
+    """EASE^R (Steck 2019): closed-form item-item autoencoder with a zero diagonal; scores are `X[users] @ B`.
+    With `max_items`, `B` covers the most-rated movies only; the others rank below them, by popularity."""
     name = "ease"
 
-    def __init__(self, l2: float = 250.0):
+    def __init__(self, l2: float = 250.0, max_items: int | None = None, device: str = "auto"):
         if not float(l2) > 0: raise ValueError(f"l2 must be positive, got {l2}.")
-        self.l2 = float(l2)
+        if max_items is not None and int(max_items) < 2: raise ValueError(f"max_items must be at least 2 (or null: every movie), got {max_items}.")
+        if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}.")
+        self.l2, self.max_items, self.device = float(l2), (None if max_items is None else int(max_items)), device
+        self._modelled = self._positions = None
+
+    @property
+    def memory_device(self) -> torch.device:
+        if self.device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def memory_estimate(self, n_users: int, n_items: int):
+        m = min(n_items, self.max_items or n_items)
+        fits = int((0.8 * available_memory(self.memory_device) / 8) ** 0.5) // 1000 * 1000   # about 8 bytes per item^2
+        return ease_memory(n_users, m), (
+            f"Fit on the most-rated movies only: set model.max_items (e.g. --set model.max_items={max(fits, 1000)}; "
+            f"the others are ranked by popularity), use a machine with more memory, or use itemknn.")
 
     def _fit(self, data: Interactions, valid: Interactions | None):
-        self.B = ease_weights(data.matrix(), self.l2)
+        X = data.matrix()
+        counts = np.asarray(X.sum(0)).ravel()
+        m = min(self.n_items, self.max_items or self.n_items)
+        self.modelled = np.sort(np.argsort(-counts, kind="stable")[:m]) if m < self.n_items else None
+        if self.modelled is not None: X = X[:, self.modelled]
+        self.B = ease_weights(X, self.l2, device=self.memory_device, progress=getattr(self, "_progress", None))
+        self.fit_info = {"n_items_modelled": m, "n_items": self.n_items,
+                         "interactions_modelled": float(counts[self.modelled].sum() / max(counts.sum(), 1)) if self.modelled is not None else 1.0}
+
+    def _full(self, part: torch.Tensor) -> torch.Tensor:
+        "Scores over the modelled movies -> over the catalog: the others below every modelled one, by popularity."
+        if self.modelled is None: return part
+        pop = self.popularity.to(part.device)
+        out = (part.min(1, keepdim=True).values - 2.0) + (pop / (pop.max() + 1)).expand(len(part), -1)
+        out[:, torch.as_tensor(self.modelled, device=part.device)] = part
+        return out
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        return sparse_dense_mm(self.seen[users], self.B)
+        "`x_u B` for each user: the sum of `B`'s rows over the user's history, one `embedding_bag` (multithreaded)."
+        rows = self.seen[users]
+        idx, dev = rows.indices.astype(np.int64), self.B.device
+        off = rows.indptr[:-1].astype(np.int64)
+        if self.modelled is not None:                                  # history positions among the modelled movies
+            pos = self._positions[idx]
+            keep = pos >= 0
+            off = np.concatenate([[0], np.cumsum(keep)])[off]
+            idx = pos[keep]
+        part = F.embedding_bag(torch.from_numpy(idx).to(dev), self.B, torch.from_numpy(off).to(dev), mode="sum")
+        return self._full(part)
 
     def _similar(self, items: np.ndarray) -> torch.Tensor:
         "Row `i` of `B`: what the model recommends to someone whose history is movie `i` alone."
-        return self.B[torch.as_tensor(items)].clone()
+        if self.modelled is None: return self.B[torch.as_tensor(items, device=self.B.device)].clone()
+        pos = self._positions[items]
+        out = super()._similar(items).to(self.B.device)           # unmodelled movies: co-occurrence
+        if (pos >= 0).any():
+            out[torch.from_numpy(pos >= 0)] = self._full(self.B[torch.as_tensor(pos[pos >= 0], device=self.B.device)])
+        return out
 
-    def _state(self) -> dict: return {"B": self.B}
+    @property
+    def modelled(self) -> np.ndarray | None:
+        "Indices of the movies `B` covers (the `max_items` most rated), or None for every movie."
+        return self._modelled
+    @modelled.setter
+    def modelled(self, items):
+        self._modelled, self._positions = items, None
+        if items is not None:                                      # movie index -> row of B, or -1
+            self._positions = np.full(self.n_items, -1, np.int64); self._positions[items] = np.arange(len(items))
+
+    def _state(self) -> dict: return {"B": self.B, **({"modelled": torch.from_numpy(self.modelled)} if self.modelled is not None else {})}
+    def _extra_config(self) -> dict: return {"n_items_modelled": len(self.B)}
     def _load_state(self, state: dict):
         B = state["B"].float()
-        if B.shape != (self.n_items, self.n_items):
-            raise ValueError(f"B has shape {tuple(B.shape)}, expected ({self.n_items}, {self.n_items})")
-        self.B = B
+        items = state["modelled"].numpy().astype(np.int64) if "modelled" in state else None
+        m = self.n_items if items is None else len(items)
+        if B.shape != (m, m):
+            raise ValueError(f"B has shape {tuple(B.shape)}, expected ({m}, {m})")
+        if items is not None and (len(items) and (items.min() < 0 or items.max() >= self.n_items or (np.diff(items) <= 0).any())):
+            raise ValueError(f"modelled must be increasing movie indices below {self.n_items}")
+        self.B, self.modelled = B, items

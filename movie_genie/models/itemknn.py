@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..data import progress_bar
 from . import Interactions, Recommender, register_model
 
 # %% auto #0
@@ -35,10 +36,11 @@ def weight_matrix(X: sp.csr_matrix, weighting: str = "none") -> sp.csr_matrix:
     return coo.tocsr()
 
 def topk_similarity(X: sp.spmatrix, k: int, shrink: float = 0.0, alpha: float = 0.5,
-                    block_size: int = 1024) -> sp.csc_matrix:
+                    block_size: int = 1024, progress: bool | None = None) -> sp.csc_matrix:
     """Sparse `[n_items, n_items]` matrix `W`: column `j` holds the `k` largest positive similarities
     `s_ij = <x_i, x_j> / (|x_i|^(2 alpha) |x_j|^(2 (1 - alpha)) + shrink)` of item `j`, diagonal excluded.
-    Computed `block_size` columns at a time; no dense `n_items x n_items` matrix is ever built."""
+    Computed `block_size` columns at a time; no dense `n_items x n_items` matrix is ever built (`progress`: a
+    bar over the blocks, drawn by default from 10,000 items)."""
     X = sp.csr_matrix(X, dtype=np.float32)
     n = X.shape[1]
     sq = np.asarray(X.multiply(X).sum(0)).ravel().astype(np.float64)
@@ -48,6 +50,7 @@ def topk_similarity(X: sp.spmatrix, k: int, shrink: float = 0.0, alpha: float = 
     k = int(min(k, max(n - 1, 0)))
     rows, cols, vals = [], [], []
     if k == 0: return sp.csc_matrix((n, n), dtype=np.float32)
+    bar = progress_bar(n, "ItemKNN similarities", progress, n * 100, unit="item")
     for s in range(0, n, block_size):
         J = np.arange(s, min(s + block_size, n))
         S = torch.from_numpy((XcT[J] @ X).toarray())                      # [|J|, n]: co-occurrences of each j with every i
@@ -58,6 +61,8 @@ def topk_similarity(X: sp.spmatrix, k: int, shrink: float = 0.0, alpha: float = 
         keep = v > 0
         rows.append(i[keep].numpy()); vals.append(v[keep].numpy())
         cols.append(np.broadcast_to(J[:, None], keep.shape)[keep.numpy()])
+        bar.update(len(J))
+    bar.close()
     W = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float32)
     W.sort_indices()
     return W
@@ -84,7 +89,7 @@ class ItemKNN(Recommender):
 
     def _fit(self, data: Interactions, valid: Interactions | None):
         X = weight_matrix(data.matrix(), self.weighting)
-        self.W = topk_similarity(X, self.k, self.shrink, self.alpha, self.block_size).tocsr()
+        self.W = topk_similarity(X, self.k, self.shrink, self.alpha, self.block_size, getattr(self, "_progress", None)).tocsr()
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((self.seen[users] @ self.W).toarray())

@@ -116,6 +116,11 @@ class MatrixFactorizationModel(nn.Module):
 # %% ../../nbs/08_matrix_factorization.ipynb #96f9d0cb
 class FactorModel(TorchRecommender):
     "Base of the factor models (MF, BPR): a `MatrixFactorizationModel` network, catalog scoring, item similarity."
+    sparse_modules = ("user_embedding", "item_embedding", "user_bias", "item_bias")   # row-wise updates at scale
+
+    def memory_estimate(self, n_users: int, n_items: int):
+        "Training holds, per table row, the weights, a gradient and Adam's two moments: 16 bytes a number."
+        return 16 * (n_users + n_items) * (int(self.embedding_dim) + 1), f"Lower model.embedding_dim (now {self.embedding_dim})."
     def build_network(self, data: Interactions | None) -> MatrixFactorizationModel:
         return MatrixFactorizationModel(self.n_users, self.n_items, self.embedding_dim, self.dropout)
 
@@ -185,7 +190,11 @@ class MatrixFactorization(FactorModel):
         return self._predict_idx(users, items)
 
     def validation_metrics(self, valid: Interactions) -> dict:
-        out = rating_metrics(self._predict_idx(valid.users, valid.items), valid.ratings)
+        "RMSE and MAE on every validation rating (as the final evaluation measures them), plus ranking metrics."
+        frame = (getattr(self, "_frames", None) or (None, None))[1]
+        if frame is not None and "rating" in frame:
+            out = rating_metrics(self.predict(frame.user_id.to_numpy(), frame.movie_id.to_numpy()), frame.rating.to_numpy())
+        else: out = rating_metrics(self._predict_idx(valid.users, valid.items), valid.ratings)
         if any("@" in m for m in self._wanted()): out.update(self.ranking_metrics(valid))
         return out
 

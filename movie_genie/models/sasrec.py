@@ -265,7 +265,7 @@ class ReplayLearningRates(Callback):
     def __init__(self, history: list): self.lrs = [h["lr"] for h in history]
     def _set(self, trainer, epoch):
         if epoch < len(self.lrs):
-            for g in trainer.optimizer.param_groups: g["lr"] = self.lrs[epoch]
+            for g in (g for o in trainer.optimizers for g in o.param_groups): g["lr"] = self.lrs[epoch]
     def on_train_start(self, trainer): self._set(trainer, trainer.epoch)
     def on_epoch_end(self, trainer, record): self._set(trainer, record["epoch"])
 
