@@ -12,7 +12,9 @@ overridden), a child process does, timing each step and sampling its peak reside
   (`evaluation.valid_users`); the others fit fully; a model that cannot fit refuses before starting;
 - eval: full-ranking test metrics (train+valid masked) for a fixed sample of `--eval-users` users: seconds per user.
 
-BPR also trains one *full* epoch at the largest size (`--full-epoch bpr`), the floor being 10 minutes at 25M.
+Matrix factorization and BPR also train one *full* epoch at each size (`--full-epoch-models`): their samples/s
+at steady state, the floors being a flat cost per sample (25M >= 0.7x 1M) and a BPR epoch at 25M within
+10 minutes. `--jobs SIZE:MODEL[:full] ...` re-runs single rows, keeping the others.
 Run it alone: other jobs on the cores measure contention, not code. Writes `results.json`, `results.md` and
 `scaling.png` (time and memory against ratings, log-log) to `--out`.
 
@@ -135,7 +137,10 @@ def main(argv=None):
     p.add_argument("--full-epoch", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--sizes", nargs="+", default=["ml-1m", "ml-10m", "ml-25m"])
     p.add_argument("--models", default=MODELS)
-    p.add_argument("--full-epoch-models", default="bpr", help="models that also train one full epoch at the largest size")
+    p.add_argument("--full-epoch-models", default="matrix_factorization,bpr",
+                   help="models that also train one full epoch at every size (their samples/s at steady state)")
+    p.add_argument("--jobs", nargs="+", default=None, metavar="SIZE:MODEL[:full]",
+                   help="run only these, replacing their rows in --out's results.json (the others are kept)")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "movie-genie-synthetic")
     p.add_argument("--max-batches", type=int, default=100)
     p.add_argument("--eval-users", type=int, default=5000)
@@ -150,20 +155,27 @@ def main(argv=None):
         except MemoryError as e: sys.exit(f"MemoryError: {' '.join(str(e).split())[:300]}")
         return
     from movie_genie.data import MOVIELENS, write_synthetic_movielens
-    rows = []
     a.out.mkdir(parents=True, exist_ok=True)
-    for size in a.sizes:
-        folder = a.data_dir / MOVIELENS[size][1]
-        if not folder.exists():
+    if a.jobs:
+        jobs = [(j.split(":")[0], j.split(":")[1], j.endswith(":full")) for j in a.jobs]
+        old = json.loads((a.out / "results.json").read_text()) if (a.out / "results.json").exists() else []
+        rows = [r for r in old if (r["size"], r["model"], bool(r.get("full_epoch"))) not in set(jobs)]
+    else:
+        rows, models = [], a.models.split(",")
+        jobs = [(size, m, full) for size in a.sizes for m, full in
+                [(m, False) for m in models] + [(m, True) for m in a.full_epoch_models.split(",") if m in models]]
+    for size, model, full in jobs:
+        if not (a.data_dir / MOVIELENS[size][1]).exists():
             t0 = time.perf_counter(); write_synthetic_movielens(size, a.data_dir)
             print(f"{size}: synthetic data written in {time.perf_counter() - t0:.0f}s", flush=True)
-        jobs = [(m, False) for m in a.models.split(",")]
-        if size == a.sizes[-1]: jobs += [(m, True) for m in a.full_epoch_models.split(",") if m in a.models.split(",")]
-        for model, full in jobs:
-            r = run_child(size, model, a, full)
-            rows.append(r)
-            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "params"}), flush=True)
-            (a.out / "results.json").write_text(json.dumps(rows, indent=2))
+        r = run_child(size, model, a, full)
+        rows.append(r)
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "params"}), flush=True)
+        (a.out / "results.json").write_text(json.dumps(rows, indent=2))
+    order = {s: i for i, s in enumerate(["ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m"])}
+    models = MODELS.split(",")
+    rows.sort(key=lambda r: (order.get(r["size"], 9), bool(r.get("full_epoch")), models.index(r["model"]) if r["model"] in models else 99))
+    (a.out / "results.json").write_text(json.dumps(rows, indent=2))
     md = table(rows)
     (a.out / "results.md").write_text(md + "\n")
     plot(rows, a.out / "scaling.png")

@@ -719,9 +719,14 @@ def _synthetic_ratings(n_users, n_movies, n_ratings, whole_stars, years, rng):
     stars = 3.5 + rng.normal(0, 0.4, n_users)[user] + rng.normal(0, 0.5, n_movies)[item] + rng.normal(0, 0.8, len(user))
     stars = np.clip(np.rint(stars) if whole_stars else np.rint(stars * 2) / 2, 1.0 if whole_stars else 0.5, 5.0)
     lo, hi = (int(pd.Timestamp(f"{y}-01-01").timestamp()) for y in years)
-    gaps = np.cumsum(rng.exponential(3 * 86_400, len(user)).astype(np.int64))
+    gaps = np.cumsum(rng.exponential(1.0, len(user)))                   # exponential gaps, scaled to the user's span
     first = np.searchsorted(user, np.arange(n_users))
-    t = rng.integers(lo, hi, n_users)[user] + gaps - gaps[first][user]   # a start date, then exponential gaps
+    last = np.append(first[1:], len(user)) - 1
+    start = rng.integers(lo, hi, n_users)
+    span = np.minimum((hi - start) * 0.999, 3 * 86_400.0 * (last - first + 1))   # 3 days a rating, inside the years
+    before = np.where(first > 0, gaps[np.maximum(first - 1, 0)], 0.0)
+    frac = (gaps - before[user]) / (gaps[last] - before)[user]
+    t = (start[user] + frac * span[user]).astype(np.int64)
     return user, item, stars.astype(np.float32), t
 
 def write_synthetic_movielens(name: str, data_dir, scale: float = 1.0, seed: int = 0) -> Path:

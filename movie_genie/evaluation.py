@@ -32,6 +32,7 @@ def _index_users(model: Recommender, user_ids: np.ndarray, cold: IdMap) -> np.nd
 def _pairs(model, frames, cold: IdMap):
     "Model indices `(u, i)` of the `(user_id, movie_id)` pairs of the DataFrame(s) `frames`; -1 where the model has none."
     frames = [frames] if isinstance(frames, pd.DataFrame) else [f for f in frames if f is not None and len(f)]
+    if not frames: return np.zeros(0, np.int64), np.zeros(0, np.int64)
     u = _index_users(model, np.concatenate([f.user_id.to_numpy() for f in frames]), cold)
     i = model.item_map.positions(np.concatenate([f.movie_id.to_numpy() for f in frames]))
     return u, i

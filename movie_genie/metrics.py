@@ -117,7 +117,8 @@ def evaluate_scores(score_fn, users: np.ndarray, truth: sp.csr_matrix, exclude: 
     """Full-ranking metrics: `score_fn(user_idx) -> [b, n_items]` scores, `truth`/`exclude` CSR `[n_users, n_items]`.
     `n_rel[u]` (default: truth's row counts) lets truth items outside the catalog count as misses. Under
     `torchrun` each rank ranks its share of the users and the sums are added up across ranks (every rank
-    returns the metrics of all users). `progress`: a bar over the batches (default: from 10^9 score cells)."""
+    returns the metrics of all users): with a process group, every rank must make the call, as with any
+    collective. `progress`: a bar over the batches (default: from 10^9 score cells)."""
     ks = (k,) if np.isscalar(k) else tuple(k)
     truth = sp.csr_matrix(truth); users = np.asarray(users)
     n_items = truth.shape[1]

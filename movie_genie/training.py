@@ -15,8 +15,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from .data import (DATASETS, SPLIT_METHODS, _atomic_dir, dense_codes, load_movielens, progress_bar, show_progress,
-                               split, unique, write_json_atomic)
+from .data import DATASETS, SPLIT_METHODS, _atomic_dir, dense_codes, load_movielens, split, unique, write_json_atomic
 from . import distributed as D
 from .metrics import RANKING_METRICS, evaluate_scores, rating_metrics
 from .models import (CheckpointError, Interactions, Recommender, get_model_class, list_models,
@@ -305,11 +304,11 @@ class LazyAdam(torch.optim.Optimizer):
                 if p.grad is None: continue
                 if not p.grad.is_sparse: raise ValueError("LazyAdam takes sparse gradients; use torch.optim.Adam for dense ones.")
                 state = self.state[p]
-                if not state: state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-                state["step"] += 1
                 g = p.grad.coalesce()                                   # one row per index, duplicates summed
                 rows, grad = g.indices()[0], g.values()
                 if rows.numel() == 0: continue
+                if not state: state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
                 if wd and group["decoupled"]: p.index_copy_(0, rows, p.index_select(0, rows).mul_(1 - lr * wd))
                 elif wd: grad = grad.add(p.index_select(0, rows), alpha=wd)
                 m = state["exp_avg"].index_select(0, rows).lerp_(grad, 1 - b1)
@@ -471,6 +470,10 @@ class Trainer:
     def optimizer(self) -> torch.optim.Optimizer:
         "The optimizer of the dense parameters (the first of `optimizers`)."
         return self.optimizers[0]
+    @property
+    def scheduler(self):
+        "The first optimizer's learning-rate scheduler (the others follow the same schedule), or None."
+        return self.schedulers[0] if self.schedulers else None
 
     # -- sparse embedding tables and optimizers -------------------------------------------------
     def _sparse_tables(self, names) -> list[str]:
@@ -481,7 +484,7 @@ class Trainer:
             (c.max_grad_norm, "training.max_grad_norm clips dense gradients"),
             (c.optimizer == "sgd" and (c.momentum or c.weight_decay), "SGD with momentum or weight decay needs dense gradients"),
             (self.scaler is not None, "fp16 loss scaling needs dense gradients"),
-            (self.world > 1 and self.device.type == "cuda", "NCCL has no sparse all-reduce")] if cond]
+            (self.world > 1 and self.device.type == "cuda", "on GPUs under torchrun the tables stay dense (tested with gloo only)")] if cond]
         if c.sparse_embeddings == "always" and blockers:
             raise ConfigError(f"training.sparse_embeddings: 'always' is not possible here ({'; '.join(blockers)}); use auto or never.")
         if c.sparse_embeddings == "never" or blockers: chosen = []
@@ -567,8 +570,9 @@ class Trainer:
                 self._step(loss)
                 total += loss.detach().double() * len(idx)
                 seen += len(idx)
-                if (b + 1) % c.log_every == 0 or b + 1 == n_batches:
-                    running = total.item() / seen
+                if (b + 1) % c.log_every == 0 or b + 1 == n_batches:   # (every rank checks every rank's total)
+                    both = D.all_reduce(torch.stack([total, torch.tensor(float(seen), dtype=torch.float64, device=total.device)]))
+                    running = both[0].item() / both[1].item()
                     if not math.isfinite(running):
                         raise TrainingError(f"the training loss became {running} in epoch {epoch} (batch {b + 1}/{n_batches}): "
                                             f"lower training.learning_rate (now {self.optimizer.param_groups[0]['lr']:g}), set "
@@ -753,6 +757,11 @@ class TorchRecommender(Recommender):
                           device=device, sparse_modules=self.sparse_modules, **getattr(self, "_fit_args", {}))
         self.training_result = trainer.fit(resume=getattr(self, "_resume", False))
         self.history = self.training_result.history
+
+    @property
+    def memory_device(self) -> torch.device:
+        "Where training will hold the network (for `check_memory`)."
+        return resolve_device(getattr(self, "trainer_config", None).device if hasattr(self, "trainer_config") else "auto")
 
     # -- validation -----------------------------------------------------------------------------
     def _wanted(self) -> list[str]:
@@ -954,10 +963,16 @@ class MlflowTracker(Callback):
     def finish(self, status: str = "FINISHED"): self.client.set_terminated(self.run_id, status)
 
 # %% ../nbs/07_training.ipynb #acc9adda
+_LATER_KEYS = [("training", "sparse_embeddings", "auto"), ("training", "max_batches", None), ("evaluation", "valid_users", None),
+               ("model", "item_dropout", False), ("model", "max_items", None), ("model", "device", "auto")]
+
 def config_fingerprint(cfg: dict) -> str:
     """A hash of everything in a config that changes a run's result, except `training.num_epochs` (a resume may
-    extend it) and `training.threads` (a resume may run on another machine)."""
+    extend it) and `training.threads` (a resume may run on another machine). Settings that came after
+    checkpoints were first written are left out while at their defaults, so that those checkpoints still resume."""
     c = copy.deepcopy(cfg); c["training"].pop("num_epochs", None); c["training"].pop("threads", None); c.pop("name", None)
+    for sec, key, default in _LATER_KEYS:
+        if c.get(sec, {}).get(key, default) == default: c.get(sec, {}).pop(key, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def _json_ready(d: dict) -> dict:

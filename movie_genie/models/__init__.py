@@ -131,8 +131,11 @@ class Recommender:
     def check_memory(self, n_users: int, n_items: int):
         "Refuse, before any work, a fit that would not fit in memory (`InsufficientMemoryError`, with the figures)."
         est = self.memory_estimate(n_users, n_items)
-        if est: check_memory(est[0], f"{type(self).__name__} on {n_users:,} users x {n_items:,} movies", est[1],
-                             getattr(self, "memory_device", "cpu"))
+        if not est: return
+        device = torch.device(getattr(self, "memory_device", "cpu"))
+        ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type == "cpu" else 1   # under torchrun each rank
+        check_memory(est[0] * ranks, f"{type(self).__name__} on {n_users:,} users x {n_items:,} movies"           # of this
+                     + (f" in each of {ranks} processes" if ranks > 1 else ""), est[1], device)                     # machine fits it
 
     def _fit(self, data: Interactions, valid: Interactions | None): raise NotImplementedError
     def _score(self, users: np.ndarray) -> torch.Tensor: raise NotImplementedError

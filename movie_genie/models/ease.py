@@ -27,7 +27,7 @@ _BLOCK = 1024          # rows of X^T X built at a time
 def ease_memory(n_users: int, n_items: int, method: str = "auto") -> int:
     "Peak bytes of `ease_weights` beyond `X` (see the text): two float32 n x n matrices for the Gram path."
     n, u = n_items, n_users
-    if _method(u, n, method) == "woodbury": return 8 * (u * n + u * u) + 12 * n * n
+    if _method(u, n, method) == "woodbury": return 16 * (u * n + u * u) + 12 * n * n     # float64 X, its solve, X X^T, L
     return 8 * n * n + 24 * n * min(n, _BLOCK)
 
 def _gram_blocks(X: sp.csr_matrix, block: int = _BLOCK):
@@ -51,7 +51,8 @@ def ease_weights(X: sp.spmatrix, l2: float, method: str = "auto", device="cpu", 
     def cholesky(A):
         A.diagonal().add_(float(l2))
         L, info = torch.linalg.cholesky_ex(A)
-        if int(info) != 0: raise ValueError(f"the system is not positive definite (l2={l2}); check X for NaNs or infinities.")
+        if int(info) != 0: raise ValueError(f"the system X^T X + l2 I is not positive definite in float32 (l2={l2}): raise l2, "
+                                            "or check X for NaNs or infinities.")
         return L
 
     if method == "gram":                                 # X^T X + l2 I: counts, exact in float32 up to 2^24

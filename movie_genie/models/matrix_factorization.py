@@ -169,18 +169,21 @@ class MatrixFactorization(FactorModel):
     def loss(self, batch) -> torch.Tensor:
         return F.mse_loss(self.net(batch["users"], batch["items"]).float(), batch["ratings"])
 
-    def _predict_idx(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        "Predictions for index pairs; index -1 (unknown) contributes no vector and no bias."
+    def _predict_idx(self, users: np.ndarray, items: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+        "Predictions for index pairs, `chunk` pairs at a time (bounded memory); index -1 (unknown) contributes no vector and no bias."
         net, dev = self.net, self.device
-        u, i = torch.as_tensor(users, device=dev), torch.as_tensor(items, device=dev)
-        ku, ki = (u >= 0), (i >= 0)
-        uc, ic = u.clamp(min=0), i.clamp(min=0)
-        with torch.no_grad():
-            p = net.user_embedding(uc) * ku[:, None]
-            q = net.item_embedding(ic) * ki[:, None]
-            pred = (p * q).sum(-1) + net.user_bias(uc).squeeze(-1) * ku + net.item_bias(ic).squeeze(-1) * ki + net.global_bias
         lo, hi = self.rating_range.tolist()
-        return pred.clamp(lo, hi).float().cpu().numpy()
+        out = []
+        for s in range(0, max(len(users), 1), chunk):
+            u, i = torch.as_tensor(users[s:s + chunk], device=dev), torch.as_tensor(items[s:s + chunk], device=dev)
+            ku, ki = (u >= 0), (i >= 0)
+            uc, ic = u.clamp(min=0), i.clamp(min=0)
+            with torch.no_grad():
+                p = net.user_embedding(uc) * ku[:, None]
+                q = net.item_embedding(ic) * ki[:, None]
+                pred = (p * q).sum(-1) + net.user_bias(uc).squeeze(-1) * ku + net.item_bias(ic).squeeze(-1) * ki + net.global_bias
+            out.append(pred.clamp(lo, hi).float().cpu().numpy())
+        return np.concatenate(out)
 
     def predict(self, user_ids, movie_ids) -> np.ndarray:
         "Predicted ratings for pairs of raw ids (unknown users or movies: from what is known)."
