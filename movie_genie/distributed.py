@@ -4,14 +4,14 @@
 
 # %% ../nbs/07a_distributed.ipynb #818c4037
 from __future__ import annotations
-import datetime, os
+import atexit, datetime, os
 
 import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['rank_world', 'is_main', 'launched', 'init_distributed', 'local_device', 'backend_device', 'all_reduce', 'broadcast',
-           'shard', 'all_gather_cat', 'average_sparse']
+__all__ = ['rank_world', 'is_main', 'launched', 'init_distributed', 'finish_distributed', 'local_device', 'backend_device',
+           'all_reduce', 'broadcast', 'shard', 'all_gather_cat', 'average_sparse']
 
 # %% ../nbs/07a_distributed.ipynb #edb623d7
 def rank_world() -> tuple[int, int]:
@@ -35,7 +35,12 @@ def init_distributed(device_type: str = "cpu", timeout_s: float = 1800) -> bool:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if backend == "nccl": torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        atexit.register(finish_distributed)   # gloo's threads must stop before the interpreter does (else: abort)
     return True
+
+def finish_distributed():
+    "Leave the process group (a no-op outside one); `init_distributed` arranges it at exit."
+    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 def local_device(device: torch.device) -> torch.device:
     "Under `torchrun`, a CUDA device becomes this rank's GPU, `cuda:LOCAL_RANK`."
