@@ -22,7 +22,7 @@ import argparse, platform, time
 import numpy as np
 import torch
 
-from movie_genie.data import find_shared_data, load_movielens, split
+from movie_genie.data import IdMap, find_shared_data, load_movielens, split
 from movie_genie.evaluation import _eval_matrices, evaluate_model
 from movie_genie.metrics import DEFAULT_KS, evaluate_scores, mask_scores
 from movie_genie.models import get_model
@@ -63,8 +63,7 @@ def bench(dataset, data_dir, names, repeats, batch_size=1024):
         with torch.no_grad():
             S = torch.cat([model._score(users[b:b + batch_size]).float() for b in range(0, len(users), batch_size)])
         pos = np.full(model.n_users, -1); pos[users] = np.arange(len(users))
-        empty = np.array([], dtype=np.int64)
-        truth, _, excl = _eval_matrices(model, s.train, s.test, s.valid, empty)     # as evaluate_model builds them
+        truth, _, excl = _eval_matrices(model, s.train, s.test, s.valid, IdMap([]))  # as evaluate_model builds them
         pre_eval_s, _ = best_of(lambda: evaluate_scores(rows_of(S, pos), users, truth, excl, k=DEFAULT_KS, batch_size=batch_size), repeats)
 
         def pre_topk(M):

@@ -607,15 +607,15 @@ SPLIT_METHODS = ("random", "leave_one_out", "temporal")
 
 def dense_codes(values) -> tuple[np.ndarray, int]:
     """Codes `0..n-1` of `values` that keep their sort order, and `n`: a table lookup in O(len) when the
-    values are small non-negative integers (ids, timestamps' ranks), else `np.unique`."""
+    values are small non-negative integers (ids, timestamps' ranks), else a sort (`unique`)."""
     v = np.asarray(values)
     if v.dtype.kind in "iu" and len(v) and v.min() >= 0 and v.max() < max(8 * len(v), 1 << 22):
         present = np.zeros(int(v.max()) + 1, bool)
         present[v] = True
         rank = np.cumsum(present, dtype=np.int64) - 1
         return rank[v], int(rank[-1]) + 1
-    uniq, codes = np.unique(v, return_inverse=True)
-    return codes.astype(np.int64), len(uniq)
+    uniq = unique(v)
+    return np.searchsorted(uniq, v).astype(np.int64), len(uniq)
 
 def _per_user_positions(users: np.ndarray, keys: np.ndarray):
     """Order rows by (user, key), ties in file order; return the order, each row's position from the user's
@@ -734,6 +734,7 @@ def write_synthetic_movielens(name: str, data_dir, scale: float = 1.0, seed: int
     `data_dir/<folder>`, for `load_movielens(name, data_dir)`; returns the folder. (Users and ratings scale with
     `scale`, the catalog with its square root, so that histories keep their length.)"""
     if name not in SYNTHETIC_SIZES: raise DataError(f"no synthetic size for {name!r}; one of {', '.join(SYNTHETIC_SIZES)}.")
+    if not scale > 0: raise DataError(f"scale must be positive (1.0: the dataset's own size), got {scale}.")
     n_users, n_movies, n_ratings, max_id, whole, y0, y1 = SYNTHETIC_SIZES[name]
     n_users, n_ratings, n_movies = max(int(n_users * scale), 30), int(n_ratings * scale), int(n_movies * scale ** 0.5)
     n_ratings, n_movies = max(n_ratings, 25 * n_users), max(n_movies, 100)
@@ -744,24 +745,23 @@ def write_synthetic_movielens(name: str, data_dir, scale: float = 1.0, seed: int
     titles = [f"{_W1[a]} {_W2[b]} {m} ({y})" for a, b, m, y in
               zip(rng.integers(len(_W1), size=n_movies), rng.integers(len(_W2), size=n_movies), movie_ids, year)]
     genres = ["|".join(sorted({GENRES[g] for g in rng.integers(len(GENRES), size=2)})) for _ in range(n_movies)]
-    fmt, folder = MOVIELENS[name]
-    root = Path(data_dir) / folder
-    root.mkdir(parents=True, exist_ok=True)
     ratings = pa.table({"u": u.astype(np.int32) + 1, "m": movie_ids[i].astype(np.int32),
                         "r": stars.astype(np.int32) if whole else stars, "t": ts})
-    if fmt == "csv":
-        pacsv.write_csv(ratings.rename_columns(["userId", "movieId", "rating", "timestamp"]), root / "ratings.csv",
-                        pacsv.WriteOptions(quoting_style="none"))
-        pacsv.write_csv(pa.table({"movieId": movie_ids, "title": titles, "genres": genres}), root / "movies.csv")
-    else:                                     # '::' separated: the columns with empty ones between them
-        blank = pa.nulls(len(u), pa.string())
-        pacsv.write_csv(pa.table([ratings["u"], blank, ratings["m"], blank, ratings["r"], blank, ratings["t"]],
-                                 names=list("abcdefg")), root / "ratings.dat",
-                        pacsv.WriteOptions(include_header=False, delimiter=":", quoting_style="none"))
-        with open(root / "movies.dat", "w", encoding="latin-1") as f:
-            f.writelines(f"{m}::{t}::{g}\n" for m, t, g in zip(movie_ids, titles, genres))
-        if name == "ml-1m":
-            with open(root / "users.dat", "w") as f:
-                f.writelines(f"{k}::{'MF'[k % 2]}::{[1, 18, 25, 35, 45, 50, 56][k % 7]}::{k % 21}::{10000 + k}\n"
-                             for k in range(1, n_users + 1))
-    return root
+    fmt, folder = MOVIELENS[name]
+    with _atomic_dir(Path(data_dir) / folder) as root:          # no half-written dataset if interrupted
+        if fmt == "csv":
+            pacsv.write_csv(ratings.rename_columns(["userId", "movieId", "rating", "timestamp"]), root / "ratings.csv",
+                            pacsv.WriteOptions(quoting_style="none"))
+            pacsv.write_csv(pa.table({"movieId": movie_ids, "title": titles, "genres": genres}), root / "movies.csv")
+        else:                                 # '::' separated: the columns with empty ones between them
+            blank = pa.nulls(len(u), pa.string())
+            pacsv.write_csv(pa.table([ratings["u"], blank, ratings["m"], blank, ratings["r"], blank, ratings["t"]],
+                                     names=list("abcdefg")), root / "ratings.dat",
+                            pacsv.WriteOptions(include_header=False, delimiter=":", quoting_style="none"))
+            with open(root / "movies.dat", "w", encoding="latin-1") as f:
+                f.writelines(f"{m}::{t}::{g}\n" for m, t, g in zip(movie_ids, titles, genres))
+            if name == "ml-1m":
+                with open(root / "users.dat", "w") as f:
+                    f.writelines(f"{k}::{'MF'[k % 2]}::{[1, 18, 25, 35, 45, 50, 56][k % 7]}::{k % 21}::{10000 + k}\n"
+                                 for k in range(1, n_users + 1))
+    return Path(data_dir) / folder

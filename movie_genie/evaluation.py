@@ -49,10 +49,9 @@ def _group_rows(u: np.ndarray, i: np.ndarray, n_rows: int, n_cols: int) -> sp.cs
     np.cumsum(np.bincount(u, minlength=n_rows), out=indptr[1:])
     return sp.csr_matrix((np.ones(len(u), np.float32), i[order], indptr), shape=(n_rows, n_cols))
 
-def _eval_matrices(model, train, test, valid, cold):
+def _eval_matrices(model, train, test, valid, cold: IdMap):
     """The test truth (a canonical CSR), each row's number of relevant movies `n_rel` (an uncatalogued test
     movie counts once) and the train+valid mask; one row per model user, then one per `cold` test user."""
-    cold = cold if isinstance(cold, IdMap) else IdMap(cold)
     n_rows = model.n_users + len(cold)
     u, i = _pairs(model, test, cold)                 # every test user has a row, warm or cold
     ok = i >= 0

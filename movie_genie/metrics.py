@@ -125,11 +125,11 @@ def evaluate_scores(score_fn, users: np.ndarray, truth: sp.csr_matrix, exclude: 
     kmax = min(max(ks), n_items)
     rel = np.diff(truth.indptr) if n_rel is None else np.asarray(n_rel)
     users = users[rel[users] > 0]
-    n_users = len(users)
+    n_users, (rank, world) = len(users), rank_world()
     users = users[shard(n_users)]                              # this rank's share (all of them in one process)
     sums = {f"{m}@{kk}": 0.0 for kk in ks for m in RANKING_METRICS}
     best = torch.full((n_items,), max(ks), dtype=torch.long)    # the best rank at which each item was recommended
-    bar = progress_bar(n_users, "ranking", progress if rank_world()[0] == 0 else False, n_users * n_items // 1000,
+    bar = progress_bar(n_users, "ranking", progress if rank == 0 else False, n_users * n_items // 1000,
                        unit="user", leave=False)
     for s in range(0, len(users), batch_size):
         b = users[s:s + batch_size]
@@ -147,9 +147,9 @@ def evaluate_scores(score_fn, users: np.ndarray, truth: sp.csr_matrix, exclude: 
             for m, v in _metric_sums(hits, torch.as_tensor(rel[b], device=scores.device), ks).items():
                 sums[m] += v
             best.scatter_reduce_(0, top.flatten().cpu(), torch.arange(kmax).repeat(len(b)), "amin")
-        bar.update(len(b) * rank_world()[1])
+        bar.update(len(b) * world)
     bar.close()
-    if rank_world()[1] > 1:                                     # add up the ranks' sums, keep each item's best rank
+    if world > 1:                                              # add up the ranks' sums, keep each item's best rank
         total = all_reduce(torch.tensor(list(sums.values()), dtype=torch.float64))
         sums = dict(zip(sums, total.tolist()))
         best = all_reduce(best, op="min")

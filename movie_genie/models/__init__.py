@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ..data import IdMap, _atomic_dir, progress_bar
+from ..data import IdMap, _atomic_dir
 from ..metrics import mask_scores
 
 # %% auto #0
