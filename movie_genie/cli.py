@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", default="models")
     t.add_argument("--reports-dir", default="reports")
     t.add_argument("--no-mlflow", action="store_true")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from this run's last training checkpoint (<output-dir>/.checkpoints/<name>/) if there is one, "
+                        "else start from scratch; it says which")
     t.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines (errors still print)")
 
     s = sub.add_parser("serve", help="serve trained models over HTTP")
@@ -70,19 +73,25 @@ def run(argv=None) -> int:
                 if "=" not in kv: raise ValueError(f"--set takes KEY=VALUE, got {kv!r}")
                 k, v = kv.split("=", 1); overrides[k] = _parse_value(v)
             result = train_from_config(args.config, overrides=overrides, output_dir=args.output_dir, reports_dir=args.reports_dir,
-                                       mlflow=not args.no_mlflow, progress=False if args.quiet else None, verbose=not args.quiet)
+                                       mlflow=not args.no_mlflow, resume=args.resume, progress=False if args.quiet else None,
+                                       verbose=not args.quiet)
             if result["rank"] == 0: print(json.dumps(result["test_metrics"], indent=2, default=str))
         elif args.command == "serve":
-            from movie_genie.serving import serve
+            from movie_genie.api import serve
             serve(models_dir=args.models_dir, host=args.host, port=args.port)
         elif args.command == "models":
             from movie_genie.models import list_models
             print("\n".join(list_models()))
-    except (DataError, ValueError, KeyError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        resume = " (`movie-genie train --resume` with the same settings continues from the last finished epoch)" \
+            if args.command == "train" else ""
+        print(f"error: interrupted{resume}", file=sys.stderr)
+        return 130
+    except (DataError, ValueError, KeyError, OSError) as e:   # bad input, and files: missing, unreadable, unwritable, a full disk
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2
     except Exception as e:                        # out of memory (NumPy's MemoryError, torch's OutOfMemoryError)
-        if not isinstance(e, MemoryError) and "out of memory" not in str(e).lower(): raise
+        if not isinstance(e, MemoryError) and not any(s in str(e).lower() for s in ("out of memory", "can't allocate memory")): raise
         from movie_genie.models import InsufficientMemoryError
         if isinstance(e, InsufficientMemoryError): print(f"error: {_one_line(e)}", file=sys.stderr)   # figures and the fix
         else: print(f"error: out of memory: {_one_line(e)}. Use a smaller dataset or model (data.min_rating, model.max_items, "
@@ -93,6 +102,12 @@ def run(argv=None) -> int:
 def _one_line(e: BaseException) -> str:
     "An exception's message on one line (what a `MemoryError` says about the allocation)."
     return " ".join(str(e).split()) or type(e).__name__
+
+def _message(e: BaseException) -> str:
+    "One line for an expected failure: an `OSError` as 'reason: path' (not `[Errno 13] Permission denied: 'x'`), others as they say."
+    if isinstance(e, OSError) and e.strerror and e.filename:
+        return _one_line(f"{e.strerror}: {e.filename}" + (f" -> {e.filename2}" if e.filename2 else ""))
+    return _one_line(e)
 
 def main():
     "Console entry point `movie-genie` (also `python -m movie_genie.cli`, which `torchrun -m` runs)."

@@ -4,13 +4,15 @@
 
 # %% ../nbs/00_data.ipynb #548dfa82
 from __future__ import annotations
-import functools, hashlib, json, os, re, shutil, sys, tempfile, unicodedata, urllib.error, urllib.request, zipfile
+import contextlib, csv, functools, hashlib, itertools, json, os, re, shutil, socket, sys, tempfile, unicodedata
+import urllib.error, urllib.request, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -18,13 +20,22 @@ from tqdm import tqdm
 # %% auto #0
 __all__ = ['PROGRESS_MIN_SIZE', 'RATING_DTYPES', 'BASE_URL', 'MOVIELENS', 'DATASETS', 'GENRES', 'SPLIT_METHODS',
            'SYNTHETIC_SIZES', 'DataError', 'show_progress', 'progress_bar', 'Dataset', 'default_data_dir',
-           'load_movielens', 'generate_sample', 'find_shared_data', 'download_movielens', 'unique', 'IdMap', 'kcore',
-           'Prepared', 'prepare', 'write_json_atomic', 'save_prepared', 'load_prepared', 'prepare_dataset', 'Split',
+           'load_movielens', 'generate_sample', 'find_shared_data', 'write_json_atomic', 'download_movielens', 'unique',
+           'IdMap', 'kcore', 'Prepared', 'prepare', 'save_prepared', 'load_prepared', 'prepare_dataset', 'Split',
            'dense_codes', 'split', 'write_synthetic_movielens']
 
 # %% ../nbs/00_data.ipynb #70ff09bf
 class DataError(ValueError):
     "A data file is missing or malformed, or a dataset name is unknown; the message says how to fix it."
+
+# %% ../nbs/00_data.ipynb #27be3708
+def _expect_error(fn, *fragments):
+    "Run `fn` and check that it raises a `DataError` whose message contains every fragment (used in tests)."
+    try: fn()
+    except DataError as e:
+        for f in fragments: assert f in str(e), f"{f!r} not in {str(e)!r}"
+        return str(e)
+    raise AssertionError("no DataError raised")
 
 # %% ../nbs/00_data.ipynb #424e26fb
 PROGRESS_MIN_SIZE = 1_000_000
@@ -84,91 +95,137 @@ def default_data_dir(data_dir=None) -> Path:
     return Path(data_dir or os.environ.get("MOVIE_GENIE_DATA") or "data/raw")
 
 # %% ../nbs/00_data.ipynb #9df3735c
-_ROW_RE = re.compile(r"[Rr]ow #(\d+)")
+_NA = {"", "na", "n/a", "#n/a", "nan", "-nan", "null", "none", "nil", "?"}   # what a missing value looks like
+_INT_RE = re.compile(r"-?\d+")
+_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?", re.I)
+_WHAT = {"user_id": "user id", "movie_id": "movie id", "rating": "rating", "timestamp": "timestamp"}
 
-def _first_bad_row(path, ncols, sep, skip, picks):
-    "On the error path only: scan the text for the first 1-based data row with a wrong field count or a non-number."
-    with open(path, encoding="latin-1") as f:
-        for n, line in enumerate(f, 1 - skip):
-            if n < 1 or not line.strip(): continue
-            parts = line.rstrip("\r\n").split(sep)
-            if len(parts) != ncols: return n
-            try: [float(parts[k]) for k in picks]
-            except ValueError: return n
+def _bad_value(v: str, what: str, dtype) -> str | None:
+    "Why the text `v` is no valid `what` of `dtype` (None when it is one): the check behind every id, rating and timestamp message."
+    s, dt = v.strip(), np.dtype(dtype)
+    if s.lower() in _NA: return f"missing {what} ({repr(s) if s else 'empty field'})"
+    if dt.kind == "f": return None if _FLOAT_RE.fullmatch(s) else f"{what} {s!r} is not a number"
+    if not _INT_RE.fullmatch(s): return f"{what} {s!r} is not an integer"
+    if not np.iinfo(dt).min <= int(s) <= np.iinfo(dt).max: return f"{what} {s} is out of range for {dt}"
     return None
 
-def _read_table(path, names, sep, skip_rows=0, pick=None, header=False, progress=None):
-    """Read a delimited ratings file with pyarrow into compact dtypes; errors become `DataError`s. The file
-    is read in blocks of 16 MB by pyarrow's streaming reader, which is as fast here as its one-shot reader
+# %% ../nbs/00_data.ipynb #b4d1a002
+@dataclass
+class _Source:
+    "A ratings file, for messages that name a line: its path, its header lines, a label per column kept, the movie file."
+    path: Path
+    header: int
+    labels: dict      # column -> how the message names it ('userId', or '1: user_id' in a file without header)
+    movies: Path | None = None
+    def line(self, row: int) -> int:
+        "The file line (1-based, header and blank lines counted) of data row `row`: a scan, on the error path only."
+        return next(itertools.islice(_data_lines(self.path, self.header), row, None))[0]
+    def at(self, row: int, col: str | None = None) -> str:
+        "'path (line n, column c)' of data row `row`."
+        return f"{self.path} (line {self.line(row)}" + (f", column {self.labels[col]})" if col else ")")
+
+def _data_lines(path, skip: int):
+    "(line number, text) of each non-empty line after the first `skip`: the rows pyarrow's reader returns."
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n > skip and (line := raw.rstrip(b"\r\n")): yield n, line
+
+_PLAIN = {"float32": r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", "int32": r"-?\d{1,9}", "int64": r"-?\d{1,18}"}
+
+def _plain_line(names, sep, cols) -> re.Pattern:
+    "A regex that a plainly well-formed line matches: one C-speed test a line; only a line it rejects is checked field by field."
+    fields = [_PLAIN[RATING_DTYPES[c]] if c in cols else f"[^{re.escape(sep)}]*" for c in names]
+    return re.compile(re.escape(sep).join(fields).encode())
+
+def _find_bad_line(src: _Source, names, sep, start: int = 0) -> str | None:
+    """On the error path only: a message naming the first data line, from data row `start` on, that the fast
+    reader rejects (a wrong number of fields; a missing, non-integer or out-of-range value), or None."""
+    picks = [(names.index(c), c) for c in src.labels]
+    shown = {"\t": "tab", ":": "'::'"}.get(sep, repr(sep))
+    nfields = (len(names) + 1) // 2 if sep == ":" else len(names)      # '::' is read as ':' with empty columns
+    plain = _plain_line(names, sep, src.labels).fullmatch
+    for n, line in itertools.islice(_data_lines(src.path, src.header), start, None):
+        if plain(line): continue
+        parts = line.split(sep.encode())
+        if len(parts) != len(names):
+            found = len(line.split(b"::")) if sep == ":" else len(parts)
+            return (f"{src.path} (line {n}): expected {nfields} {shown}-separated fields, found {found}: "
+                    f"{line.decode('latin-1')[:80]!r}; check the separator and the file's format.")
+        for k, c in picks:
+            why = _bad_value(parts[k].decode("latin-1"), _WHAT[c], RATING_DTYPES[c])
+            if why: return f"{src.path} (line {n}, column {src.labels[c]}): {why}; fix or remove the line."
+    return None
+
+def _raise_bad_line(src: _Source, names, sep, start: int, reason: str):
+    "Raise the `DataError` of the first bad line from data row `start` on (from the top if none is found there)."
+    msg = _find_bad_line(src, names, sep, start) or (_find_bad_line(src, names, sep) if start else None)
+    raise DataError(msg or f"{src.path}: cannot parse ({reason}). Expected the columns {list(src.labels.values())} "
+                           f"with integer ids and timestamps; check the separator and the file's format.")
+
+def _first_missing(t: pa.Table) -> int | None:
+    "The first row holding a null or a NaN, or None: what a fast parse may still let through (`NaN` is a float)."
+    rows = [pc.index(pc.is_null(c), True).as_py() for c in t.columns if c.null_count]
+    rows += [pc.index(pc.is_nan(c), True).as_py() for c in t.columns if pa.types.is_floating(c.type)]
+    return min((r for r in rows if r >= 0), default=None)
+
+def _read_table(src: _Source, names, sep, progress=None) -> pd.DataFrame:
+    """Read the ratings file `src.path` (fields `names`, separated by `sep`) with pyarrow into compact dtypes,
+    keeping the columns `src.labels` names; errors become `DataError`s naming the file, line and column. The
+    file is read in blocks of 16 MB by pyarrow's streaming reader, which is as fast here as its one-shot reader
     and lets a progress bar follow the bytes (drawn for files of about a million rows and more)."""
-    path = Path(path)
+    path = src.path
     if not path.exists():
         raise DataError(f"{path}: file not found. Download the dataset with "
                         f"`movie-genie data download NAME` or put the extracted folder there.")
     size = path.stat().st_size
     if size == 0:
         raise DataError(f"{path}: the file is empty; re-download or re-extract it.")
-    cols = pick or names
-    ncols = len(names)
-    gen = [f"c{i}" for i in range(ncols)]
+    cols = list(src.labels)
+    gen = [f"c{i}" for i in range(len(names))]
     types = {gen[names.index(c)]: pa.from_numpy_dtype(np.dtype(RATING_DTYPES[c])) for c in cols}
     block = 1 << 24
-    options = dict(read_options=pacsv.ReadOptions(column_names=gen, skip_rows=skip_rows + int(header), block_size=block),
+    options = dict(read_options=pacsv.ReadOptions(column_names=gen, skip_rows=src.header, block_size=block),
                    parse_options=pacsv.ParseOptions(delimiter=sep),
-                   convert_options=pacsv.ConvertOptions(column_types=types, include_columns=[gen[names.index(c)] for c in cols]))
+                   convert_options=pacsv.ConvertOptions(column_types=types, include_columns=[gen[names.index(c)] for c in cols],
+                                                        null_values=[]))      # 'NA' or '' in a number column: a parse error
+    done = 0                                                                   # data rows read without error
     try:
         with progress_bar(size, f"reading {path.name}", progress, size // 20, unit="B", unit_scale=True) as bar:
             reader = pacsv.open_csv(path, **options)
             batches = []
             for b in reader:
-                batches.append(b); bar.update(min(block, size - bar.n))
+                batches.append(b); done += b.num_rows; bar.update(min(block, size - bar.n))
             t = pa.Table.from_batches(batches, schema=reader.schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        try: t = pacsv.read_csv(path, **options)               # its message numbers rows from the file's start
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            msg = str(e).split("\n")[0]
-            m = _ROW_RE.search(msg)
-            row = int(m.group(1)) if m else _first_bad_row(path, ncols, sep, skip_rows + int(header), [names.index(c) for c in cols])
-            line = f" (line {row + skip_rows + int(header)})" if row else ""
-            shown = {"\t": "tab", ":": "'::'"}.get(sep, repr(sep))
-            raise DataError(f"{path}{line}: cannot parse: {msg}. Expected {len(cols)} {shown}-separated "
-                            f"columns {cols} with numeric ids; check the separator and the file's format.") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        _raise_bad_line(src, names, sep, done, str(e).split("\n")[0])
     t = t.rename_columns(cols)
+    if (row := _first_missing(t)) is not None: _raise_bad_line(src, names, sep, row, "a missing value")
     return t.to_pandas()
 
 # %% ../nbs/00_data.ipynb #55ac478c
-def _read_csv_ratings(path, progress=None):
-    "Read a `ratings.csv` of the CSV family, checking its header first."
+_CSV_COLUMNS = {"userId": "user_id", "movieId": "movie_id", "rating": "rating", "timestamp": "timestamp"}
+
+def _read_csv_ratings(path, movies=None, progress=None) -> tuple[pd.DataFrame, _Source]:
+    "Read a `ratings.csv` of the CSV family, checking its header first; also returns its `_Source`."
     path = Path(path)
-    if not path.exists(): _read_table(path, [], ",")
-    with open(path, encoding="utf-8", errors="replace") as f: head = f.readline().strip()
+    if not path.exists(): _read_table(_Source(path, 0, {}), [], ",")
+    with open(path, encoding="utf-8", errors="replace") as f: head = f.readline().strip().lstrip("\ufeff")
     if not head:
         raise DataError(f"{path}: the file is empty; re-download or re-extract it.")
     got = [c.strip().strip('"') for c in head.split(",")]
-    want = ["userId", "movieId", "rating", "timestamp"]
-    missing = [c for c in want if c not in got]
+    missing = [c for c in _CSV_COLUMNS if c not in got]
     if missing:
         hint = " The separator must be ','." if len(got) == 1 else ""
         raise DataError(f"{path} (line 1): missing column(s) {missing} in header {head[:80]!r}; "
                         f"expected the header 'userId,movieId,rating,timestamp'.{hint}")
-    names = [{"userId": "user_id", "movieId": "movie_id"}.get(c, c) for c in got]
-    return _read_table(path, names, ",", header=True, pick=["user_id", "movie_id", "rating", "timestamp"], progress=progress)
+    src = _Source(path, 1, {v: k for k, v in _CSV_COLUMNS.items()}, movies)
+    return _read_table(src, [_CSV_COLUMNS.get(c, c) for c in got], ",", progress), src
 
 # %% ../nbs/00_data.ipynb #a7b572e4
 _YEAR_RE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
 
-def _movies_frame(ids, titles, genres, path):
-    titles = [t.strip() for t in titles]
-    years = [int(m.group(1)) if (m := _YEAR_RE.search(t)) else None for t in titles]
-    df = pd.DataFrame({"movie_id": np.asarray(ids, dtype="int32"), "title": titles,
-                       "year": pd.array(years, dtype="Int16"), "genres": genres})
-    if df.movie_id.duplicated().any():
-        dup = df.movie_id[df.movie_id.duplicated()].iloc[0]
-        raise DataError(f"{path}: movie id {dup} appears more than once.")
-    return df
-
-def _split_lines(path, sep, nfields, encoding, min_fields=None):
-    "Split a small text file into fields, naming the line of any malformed row."
+def _split_lines(path, sep, nfields, encoding, min_fields=None) -> list[tuple[int, list[str]]]:
+    "Split a small text file into `(line number, fields)` rows, skipping blank lines and naming the line of a malformed one."
     rows = []
     with open(path, encoding=encoding) as f:
         for ln, line in enumerate(f, 1):
@@ -178,17 +235,30 @@ def _split_lines(path, sep, nfields, encoding, min_fields=None):
             if len(parts) < (min_fields or nfields):
                 raise DataError(f"{path} (line {ln}): expected {nfields} {sep!r}-separated fields, "
                                 f"found {len(parts)}: {line[:80]!r}")
-            rows.append(parts)
+            rows.append((ln, parts))
     if not rows: raise DataError(f"{path}: the file is empty; re-download or re-extract it.")
     return rows
 
-def _ids(rows, path, col=0):
-    out = []
-    for ln, r in enumerate(rows, 1):
-        try: out.append(int(r[col]))
-        except ValueError:
-            raise DataError(f"{path} (row {ln}): movie id {r[col]!r} is not an integer.") from None
-    return out
+def _ints(rows, path, k: int, label: str, what: str = "movie id", dtype="int32") -> np.ndarray:
+    "Field `k` of each `(line, fields)` row as integers; a missing or non-integer one names the file, line and column `label`."
+    for ln, r in rows:
+        if why := _bad_value(r[k], what, dtype):
+            raise DataError(f"{path} (line {ln}, column {label}): {why}; fix or remove the line.")
+    return np.array([int(r[k]) for _, r in rows], dtype)
+
+def _movies_frame(ids, titles, genres, path, lines):
+    "The movie table; a movie id listed twice names the file and both lines."
+    titles = [t.strip() for t in titles]
+    years = [int(m.group(1)) if (m := _YEAR_RE.search(t)) else None for t in titles]
+    df = pd.DataFrame({"movie_id": np.asarray(ids, dtype="int32"), "title": titles,
+                       "year": pd.array(years, dtype="Int16"), "genres": genres})
+    dup = df.movie_id.duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        first = int(np.flatnonzero(df.movie_id.to_numpy() == df.movie_id.iat[i])[0])
+        raise DataError(f"{path} (line {lines[i]}): movie id {int(df.movie_id.iat[i])} appears a second time "
+                        f"(first on line {lines[first]}).")
+    return df
 
 # %% ../nbs/00_data.ipynb #bb897515
 def _need(path):
@@ -197,68 +267,99 @@ def _need(path):
                         f"`movie-genie data download NAME` or put the extracted folder there.")
     return Path(path)
 
+_POSITIONAL = ["user_id", "movie_id", "rating", "timestamp"]        # the ratings columns of u.data and ratings.dat
+
+def _positional_source(path, movies) -> _Source:
+    return _Source(path, 0, {c: f"{k}: {c}" for k, c in enumerate(_POSITIONAL, 1)}, movies)
+
 def _load_100k(root, progress=None):
-    ratings = _read_table(root / "u.data", ["user_id", "movie_id", "rating", "timestamp"], "\t", progress=progress)
-    genre_names = [r[0] for r in _split_lines(_need(root / "u.genre"), "|", 2, "latin-1")]
-    rows = _split_lines(_need(root / "u.item"), "|", 5 + len(genre_names), "latin-1")
-    genres = [[g for g, flag in zip(genre_names, r[5:]) if flag == "1"] for r in rows]
-    movies = _movies_frame(_ids(rows, root / "u.item"), [r[1] for r in rows], genres, root / "u.item")
+    src = _positional_source(root / "u.data", root / "u.item")
+    ratings = _read_table(src, _POSITIONAL, "\t", progress)
+    genre_names = [r[0] for _, r in _split_lines(_need(root / "u.genre"), "|", 2, "latin-1")]
+    path = _need(root / "u.item")
+    rows = _split_lines(path, "|", 5 + len(genre_names), "latin-1")
+    genres = [[g for g, flag in zip(genre_names, r[5:]) if flag == "1"] for _, r in rows]
+    movies = _movies_frame(_ints(rows, path, 0, "1: movie_id"), [r[1] for _, r in rows], genres, path, [ln for ln, _ in rows])
     # u.item titles carry the year; the release date column gives it where the title does not
-    dates = pd.to_datetime(pd.Series([r[2] for r in rows]), format="%d-%b-%Y", errors="coerce")
+    dates = pd.to_datetime(pd.Series([r[2] for _, r in rows]), format="%d-%b-%Y", errors="coerce")
     movies["year"] = movies.year.fillna(dates.dt.year.astype("Int16"))
-    urows = _split_lines(_need(root / "u.user"), "|", 5, "latin-1")
-    users = pd.DataFrame({"user_id": np.array([int(r[0]) for r in urows], dtype="int32"),
-                          "age": np.array([int(r[1]) for r in urows], dtype="int16"),
-                          "gender": [r[2] for r in urows], "occupation": [r[3] for r in urows],
-                          "zip_code": [r[4] for r in urows]})
-    return ratings, movies, users
+    path = _need(root / "u.user")
+    urows = _split_lines(path, "|", 5, "latin-1")
+    users = pd.DataFrame({"user_id": _ints(urows, path, 0, "1: user_id", "user id"),
+                          "age": _ints(urows, path, 1, "2: age", "age", "int16"),
+                          "gender": [r[2] for _, r in urows], "occupation": [r[3] for _, r in urows],
+                          "zip_code": [r[4] for _, r in urows]})
+    return ratings, movies, users, src
 
 def _dat_movies(path):
     rows = _split_lines(_need(path), "::", 3, "latin-1")
-    genres = [[g for g in r[-1].split("|") if g and g != "(no genres listed)"] for r in rows]
-    return _movies_frame(_ids(rows, path), ["::".join(r[1:-1]) for r in rows], genres, path)
+    genres = [[g for g in r[-1].split("|") if g and g != "(no genres listed)"] for _, r in rows]
+    return _movies_frame(_ints(rows, path, 0, "1: movie_id"), ["::".join(r[1:-1]) for _, r in rows], genres, path,
+                         [ln for ln, _ in rows])
 
 def _load_dat(root, progress=None):
-    names = ["user_id", "c1", "movie_id", "c3", "rating", "c5", "timestamp"]
-    global RATING_DTYPES
-    ratings = _read_table(root / "ratings.dat", names, ":", pick=["user_id", "movie_id", "rating", "timestamp"], progress=progress)
+    src = _positional_source(root / "ratings.dat", root / "movies.dat")
+    ratings = _read_table(src, ["user_id", "c1", "movie_id", "c3", "rating", "c5", "timestamp"], ":", progress)
     movies = _dat_movies(root / "movies.dat")
-    users = None
-    if (root / "users.dat").exists():
-        urows = _split_lines(root / "users.dat", "::", 5, "latin-1")
-        users = pd.DataFrame({"user_id": np.array([int(r[0]) for r in urows], dtype="int32"),
-                              "gender": [r[1] for r in urows],
-                              "age": np.array([int(r[2]) for r in urows], dtype="int16"),
-                              "occupation": [r[3] for r in urows], "zip_code": [r[4] for r in urows]})
-    return ratings, movies, users
+    users, path = None, root / "users.dat"
+    if path.exists():
+        urows = _split_lines(path, "::", 5, "latin-1")
+        users = pd.DataFrame({"user_id": _ints(urows, path, 0, "1: user_id", "user id"),
+                              "gender": [r[1] for _, r in urows],
+                              "age": _ints(urows, path, 2, "3: age", "age", "int16"),
+                              "occupation": [r[3] for _, r in urows], "zip_code": [r[4] for _, r in urows]})
+    return ratings, movies, users, src
+
+def _csv_movies(path):
+    """`movies.csv` by the `csv` module, which knows each record's line (titles with commas are quoted). Small
+    (under 100,000 movies), so plain Python is quick enough."""
+    path = _need(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            head = [c.strip() for c in next(reader, [])]
+            if not {"movieId", "title", "genres"} <= set(head):
+                raise DataError(f"{path} (line 1): expected the header 'movieId,title,genres', found {head}.")
+            rows, last = [], reader.line_num
+            for r in reader:
+                ln, last = last + 1, reader.line_num               # a record's first line
+                if not r: continue
+                if len(r) != len(head):
+                    raise DataError(f"{path} (line {ln}): expected {len(head)} comma-separated fields ({','.join(head)}), "
+                                    f"found {len(r)}: {','.join(r)[:80]!r}; quote a title that holds a comma.")
+                rows.append((ln, r))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot parse ({e}); expected UTF-8 text with the header 'movieId,title,genres'.") from None
+    if not rows: raise DataError(f"{path}: no movies found; the file holds no data rows.")
+    k = {c: head.index(c) for c in ("movieId", "title", "genres")}
+    genres = [[g for g in r[k["genres"]].split("|") if g and g != "(no genres listed)"] for _, r in rows]
+    return _movies_frame(_ints(rows, path, k["movieId"], "movieId"), [r[k["title"]] for _, r in rows], genres, path,
+                         [ln for ln, _ in rows])
 
 def _load_csv(root, progress=None):
-    ratings = _read_csv_ratings(root / "ratings.csv", progress)
-    path = _need(root / "movies.csv")
-    try: m = pd.read_csv(path, dtype={"movieId": "int32", "title": str, "genres": str}, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{path}: cannot parse: {str(e).splitlines()[0]}. Expected the header 'movieId,title,genres'.") from None
-    if not {"movieId", "title", "genres"} <= set(m.columns):
-        raise DataError(f"{path} (line 1): expected the header 'movieId,title,genres', found {list(m.columns)}.")
-    genres = [[g for g in s.split("|") if g and g != "(no genres listed)"] for s in m.genres]
-    return ratings, _movies_frame(m.movieId.to_numpy(), m.title.tolist(), genres, path), None
+    ratings, src = _read_csv_ratings(root / "ratings.csv", root / "movies.csv", progress)
+    return ratings, _csv_movies(root / "movies.csv"), None, src
 
 # %% ../nbs/00_data.ipynb #a2c5df31
-def _validate(ratings, movies, path):
-    if len(ratings) == 0: raise DataError(f"{path}: no ratings found; the file holds no data rows.")
-    bad = ~ratings.rating.between(0.5, 5.0)
+def _validate(ratings, movies, src: _Source):
+    "Ratings inside 0.5..5, no (user, movie) pair twice, every rated movie in the movie table; a message names the file line."
+    if len(ratings) == 0: raise DataError(f"{src.path}: no ratings found; the file holds no data rows.")
+    r = ratings.rating.to_numpy()
+    bad = ~((r >= 0.5) & (r <= 5.0))
     if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path} (row {i + 1}): rating {ratings.rating.iloc[i]} is outside 0.5..5.")
-    dup = ratings.duplicated(["user_id", "movie_id"])
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{src.at(i, 'rating')}: rating {r[i]:g} is outside 0.5..5.")
+    dup = ratings.duplicated(["user_id", "movie_id"]).to_numpy()
     if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        r = ratings.iloc[i]
-        raise DataError(f"{path} (row {i + 1}): user {r.user_id} rates movie {r.movie_id} twice.")
-    unknown = ~ratings.movie_id.isin(movies.movie_id)
+        i = int(np.flatnonzero(dup)[0])
+        u, m = int(ratings.user_id.iat[i]), int(ratings.movie_id.iat[i])
+        first = int(np.flatnonzero((ratings.user_id.to_numpy() == u) & (ratings.movie_id.to_numpy() == m))[0])
+        raise DataError(f"{src.at(i)}: user {u} rates movie {m} twice (first on line {src.line(first)}).")
+    unknown = ~ratings.movie_id.isin(movies.movie_id).to_numpy()
     if unknown.any():
-        raise DataError(f"{path}: {int(unknown.sum())} ratings name movies missing from the movie file, "
-                        f"e.g. movie {int(ratings.movie_id[unknown].iloc[0])}.")
+        i = int(np.flatnonzero(unknown)[0])
+        raise DataError(f"{src.at(i, 'movie_id')}: movie {int(ratings.movie_id.iat[i])} is missing from the movie file "
+                        f"{src.movies} ({int(unknown.sum())} ratings name movies missing from the movie file).")
 
 def load_movielens(name: str = "sample", data_dir=None, validate: bool = True, progress: bool | None = None) -> Dataset:
     "Load a MovieLens dataset by name from `data_dir/<folder>`, or the built-in synthetic `sample`; `progress`: see `progress_bar`."
@@ -269,8 +370,8 @@ def load_movielens(name: str = "sample", data_dir=None, validate: bool = True, p
     if not root.is_dir():
         raise DataError(f"{root}: folder not found. Run `movie-genie data download {name}` "
                         f"(or download {BASE_URL}/{name}.zip and extract it into {root.parent}).")
-    ratings, movies, users = {"100k": _load_100k, "dat": _load_dat, "csv": _load_csv}[fmt](root, progress)
-    if validate: _validate(ratings, movies, root)
+    ratings, movies, users, src = {"100k": _load_100k, "dat": _load_dat, "csv": _load_csv}[fmt](root, progress)
+    if validate: _validate(ratings, movies, src)
     return Dataset(name, ratings, movies, users)
 
 # %% ../nbs/00_data.ipynb #d721dfc3
@@ -351,14 +452,97 @@ def find_shared_data() -> Path | None:
         if p and (Path(p) / "ml-100k" / "u.data").exists(): return Path(p)
     return None
 
-# %% ../nbs/00_data.ipynb #27be3708
-def _expect_error(fn, *fragments):
-    "Run `fn` and check that it raises a `DataError` whose message contains every fragment (used in tests)."
-    try: fn()
-    except DataError as e:
-        for f in fragments: assert f in str(e), f"{f!r} not in {str(e)!r}"
-        return str(e)
-    raise AssertionError("no DataError raised")
+# %% ../nbs/00_data.ipynb #b4d1a009
+_HOST = hashlib.md5(socket.gethostname().encode()).hexdigest()[:6]
+_TEMP_RE = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[a-z0-9_]{8}")
+
+def _temp_prefix(name: str, kind: str = "tmp") -> str:
+    "The start of a temp name for destination `name`: who writes it (host, PID) is in the name; mkstemp/mkdtemp add 8 random characters."
+    return f".{name}.{kind}-{_HOST}-{os.getpid()}-"
+
+def _pid_alive(pid: int) -> bool:
+    "Whether process `pid` exists on this host (one we may not signal exists too)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    except OverflowError: return False
+    return True
+
+def _remove_stale_temps(folder) -> list[Path]:
+    """Remove the temp files and folders in `folder` whose writer, a process of this host, is gone (see above);
+    returns them. An old version moved aside by a writer killed before its replacement moved in goes back."""
+    removed = []
+    try: entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError): return removed
+    for e in entries:
+        m = _TEMP_RE.fullmatch(e.name)
+        if not m or m["host"] != _HOST or _pid_alive(int(m["pid"])): continue
+        p = Path(e.path)
+        if m["kind"] == "old" and (p / "x").is_dir() and not (p.parent / m["name"]).exists():
+            with contextlib.suppress(OSError): (p / "x").rename(p.parent / m["name"])
+        if e.is_dir(follow_symlinks=False): shutil.rmtree(p, ignore_errors=True)    # another sweep may race us
+        else:
+            with contextlib.suppress(FileNotFoundError): p.unlink()
+        if not p.exists(): removed.append(p)
+    return removed
+
+def _make_temp(parent: Path, name: str, kind: str = "tmp", folder: bool = True) -> Path:
+    "A fresh temp folder (or empty file) in `parent`, named after destination `name` and this process."
+    if folder: return Path(tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(name, kind)))
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=_temp_prefix(name, kind)); os.close(fd)
+    return Path(tmp)
+
+def _replace_dir(src: Path, dest: Path):
+    "Move folder `src` to `dest`, replacing what is there: the old folder moves aside first (a rename cannot replace a full folder)."
+    for attempt in range(3):                                  # another writer of `dest` may come and go meanwhile
+        try:
+            if not dest.exists(): return src.rename(dest)
+            old = _make_temp(dest.parent, dest.name, "old")
+            dest.rename(old / "x"); src.rename(dest); shutil.rmtree(old, ignore_errors=True)
+            return
+        except OSError:
+            if attempt == 2: raise
+
+# %% ../nbs/00_data.ipynb #b4d1a00a
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
+def _publish_modes(path: Path):
+    "Give a finished temp file or folder the modes a plain open()/mkdir() would have (mkstemp/mkdtemp use 0600/0700)."
+    um = _umask()
+    if path.is_dir():
+        path.chmod(0o777 & ~um)
+        for p in path.rglob("*"): p.chmod((0o777 if p.is_dir() else 0o666) & ~um)
+    else: path.chmod(0o666 & ~um)
+
+def _atomic_dir(dest: Path):
+    """Context manager: yields a temp folder beside `dest`, renamed to `dest` on success (removed on failure);
+    first sweeps `dest`'s folder of the temps of writers that are gone."""
+    dest = Path(dest)
+    @contextlib.contextmanager
+    def cm():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(dest.parent)
+        tmp = _make_temp(dest.parent, dest.name)
+        try:
+            yield tmp
+            _publish_modes(tmp)
+            _replace_dir(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True); raise
+    return cm()
+
+def write_json_atomic(path, obj):
+    "Write JSON to `path` through a temp file and a rename (sweeping the folder of dead writers' temps first)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path.parent)
+    tmp = _make_temp(path.parent, path.name, folder=False)
+    try:
+        with open(tmp, "w") as f: json.dump(obj, f, indent=2, default=str)
+        _publish_modes(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
 
 # %% ../nbs/00_data.ipynb #4e0af66c
 def _fetch(url, timeout):
@@ -398,8 +582,9 @@ def download_movielens(name: str, data_dir=None, base_url: str | None = None, ti
     if got != want:
         raise DataError(f"{url}: checksum mismatch (got {got}, expected {want}); the download is corrupt, try again.")
     data_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=data_dir, prefix=f".{name}-") as tmp:
-        tmp = Path(tmp)
+    _remove_stale_temps(data_dir)
+    tmp = _make_temp(data_dir, folder)                  # the zip and its extraction: beside `dest`, then one rename
+    try:
         zpath = tmp / f"{name}.zip"
         zpath.write_bytes(payload)
         try:
@@ -409,9 +594,8 @@ def download_movielens(name: str, data_dir=None, base_url: str | None = None, ti
         src = tmp / "x" / folder
         if not src.is_dir():
             raise DataError(f"{url}: the zip holds no folder {folder!r}.")
-        if dest.exists():
-            old = tmp / "old"; dest.rename(old)
-        src.rename(dest)
+        _replace_dir(src, dest)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 # %% ../nbs/00_data.ipynb #ddb578f8
@@ -440,7 +624,13 @@ class IdMap:
     by the raw id when ids are small non-negative integers (MovieLens's are): O(1) per id, which matters
     when 25M ratings are indexed; otherwise a binary search."""
     def __init__(self, ids):
-        self.ids = np.asarray(ids, dtype=np.int64)
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu" and len(ids):         # floats (a NaN turns into -2**63 as int64), objects
+            try: f = ids.astype(np.float64)
+            except (TypeError, ValueError): f = np.array([np.nan])
+            if not (np.isfinite(f) & (f == np.round(f))).all():
+                raise ValueError(f"IdMap ids must be integers, got {ids[:5].tolist()}... of dtype {ids.dtype}.")
+        self.ids = ids.astype(np.int64)
         if len(self.ids) and (np.diff(self.ids) <= 0).any(): raise ValueError("IdMap ids must be sorted and unique.")
         self._table = None
         if len(self.ids) and self.ids[0] >= 0 and self.ids[-1] < max(8 * len(self.ids), 1 << 22):
@@ -500,8 +690,21 @@ class Prepared:
     info: dict = field(default_factory=dict)
     def __repr__(self): return f"Prepared({len(self.ratings):,} interactions, {len(self.users):,} users, {len(self.items):,} items)"
 
+def _require_int_ids(ratings: pd.DataFrame):
+    "User and movie ids must be integers without missing values: a NaN id would be indexed as -2**63."
+    for c in ("user_id", "movie_id"):
+        v = ratings[c]
+        if isinstance(v.dtype, np.dtype) and v.dtype.kind in "iu": continue            # the loaders' int32: no check
+        f = pd.to_numeric(v, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~(np.isfinite(f) & (f == np.round(f)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"prepare: {c} must hold integer ids, but row {i} (index {v.index[i]!r}) holds {v.iloc[i]!r}; "
+                            f"drop or fix the rows with missing or non-integer ids.")
+
 def prepare(ratings: pd.DataFrame, min_rating: float | None = None, user_core: int = 0, item_core: int = 0) -> Prepared:
-    "Threshold, k-core filter and index a ratings table."
+    "Threshold, k-core filter and index a ratings table (integer ids, checked)."
+    _require_int_ids(ratings)
     n0 = len(ratings)
     r = ratings if min_rating is None else ratings[ratings.rating.to_numpy() >= min_rating]
     r = kcore(r, user_core, item_core)
@@ -514,46 +717,6 @@ def prepare(ratings: pd.DataFrame, min_rating: float | None = None, user_core: i
     return Prepared(r, users, items, info)
 
 # %% ../nbs/00_data.ipynb #460bad21
-def _umask() -> int:
-    m = os.umask(0); os.umask(m); return m
-
-def _publish_modes(path: Path):
-    "Give a finished temp file or folder the modes a plain open()/mkdir() would have (mkstemp/mkdtemp use 0600/0700)."
-    um = _umask()
-    if path.is_dir():
-        path.chmod(0o777 & ~um)
-        for p in path.rglob("*"): p.chmod((0o777 if p.is_dir() else 0o666) & ~um)
-    else: path.chmod(0o666 & ~um)
-
-def _atomic_dir(dest: Path):
-    "Context manager: yields a temp folder beside `dest`, renamed to `dest` on success."
-    import contextlib
-    @contextlib.contextmanager
-    def cm():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
-        try:
-            yield tmp
-            _publish_modes(tmp)
-            if dest.exists():
-                old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-old-"))
-                dest.rename(old / "x"); tmp.rename(dest); shutil.rmtree(old)
-            else: tmp.rename(dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True); raise
-    return cm()
-
-def write_json_atomic(path, obj):
-    "Write JSON to `path` through a temp file and a rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w") as f: json.dump(obj, f, indent=2, default=str)
-        _publish_modes(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-
 def save_prepared(prep: Prepared, dest, movies: pd.DataFrame | None = None) -> Path:
     "Write a `Prepared` dataset (and its movies) to folder `dest` atomically."
     dest = Path(dest)
@@ -564,20 +727,27 @@ def save_prepared(prep: Prepared, dest, movies: pd.DataFrame | None = None) -> P
         (tmp / "info.json").write_text(json.dumps(prep.info, indent=2, default=str))
     return dest
 
+def _read_processed(path: Path, read):
+    "`read(path)`, a corrupt or unreadable file becoming a `DataError` that names it."
+    try: return read(path)
+    except (ValueError, KeyError, TypeError, pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: the processed data is corrupt ({type(e).__name__}: {str(e)[:200]}); "
+                        f"run `movie-genie data prepare` again.") from None
+
 def load_prepared(src) -> tuple[Prepared, pd.DataFrame | None]:
-    "Read what `save_prepared` wrote: the `Prepared` data and the movies (or None)."
+    "Read what `save_prepared` wrote: the `Prepared` data and the movies (or None); a bad file is named."
     src = Path(src)
     for f in ["ratings.parquet", "id_maps.json"]:
         if not (src / f).exists():
             raise DataError(f"{src / f}: not found; run `movie-genie data prepare NAME` first.")
-    try:
-        maps = json.loads((src / "id_maps.json").read_text())
-        prep = Prepared(pq.read_table(src / "ratings.parquet").to_pandas(), IdMap(maps["user_ids"]),
-                        IdMap(maps["movie_ids"]), json.loads((src / "info.json").read_text()))
-    except (json.JSONDecodeError, KeyError, pa.ArrowInvalid, OSError) as e:
-        raise DataError(f"{src}: the processed data is corrupt ({e}); run `movie-genie data prepare` again.") from None
-    movies = pq.read_table(src / "movies.parquet").to_pandas() if (src / "movies.parquet").exists() else None
-    return prep, movies
+    def id_maps(p):
+        maps = json.loads(p.read_text())
+        return IdMap(maps["user_ids"]), IdMap(maps["movie_ids"])
+    users, items = _read_processed(src / "id_maps.json", id_maps)
+    ratings = _read_processed(src / "ratings.parquet", lambda p: pq.read_table(p).to_pandas())
+    info = _read_processed(src / "info.json", lambda p: json.loads(p.read_text()))
+    movies = _read_processed(src / "movies.parquet", lambda p: pq.read_table(p).to_pandas()) if (src / "movies.parquet").exists() else None
+    return Prepared(ratings, users, items, info), movies
 
 def prepare_dataset(name: str = "sample", data_dir=None, out_dir="data/processed", min_rating=None,
                     user_core: int = 0, item_core: int = 0, progress: bool | None = None) -> Path:

@@ -20,13 +20,8 @@ from .models import ALIASES, CheckpointError, Recommender, UnknownIdError
 log = logging.getLogger("movie_genie.serving")
 
 # %% auto #0
-__all__ = ['log', 'MAX_ID', 'MAX_K', 'MAX_SESSION', 'DENSE_ITEM_ITEM', 'FAST_SCORERS', 'UserId', 'MovieId', 'TopK', 'MAX_BODY',
-           'ModelName', 'SessionModelName', 'MovieIdPath', 'UserIdPath', 'KQuery', 'ModelQuery', 'fold_text',
-           'UnknownModelError', 'UnsupportedModelError', 'ModelService', 'InvalidRequestError', 'RecommendRequest',
-           'BatchRequest', 'SessionRequest', 'Movie', 'ScoredMovie', 'ModelAnswer', 'Recommendations',
-           'UserRecommendations', 'BatchRecommendations', 'SessionRecommendations', 'MovieAnswer', 'SimilarMovies',
-           'SearchResults', 'UserHistory', 'ModelInfo', 'ModelFailure', 'ModelsAnswer', 'Health', 'ErrorAnswer',
-           'error_response', 'MovieGenieAPI', 'create_app', 'serve']
+__all__ = ['log', 'MAX_ID', 'MAX_K', 'MAX_SESSION', 'MAX_BATCH_CELLS', 'DENSE_ITEM_ITEM', 'FAST_SCORERS', 'fold_text',
+           'UnknownModelError', 'UnsupportedModelError', 'ModelService']
 
 # %% ../nbs/20_serving.ipynb #651d922a
 _PUNCT = re.compile(r"[^\w]+")
@@ -59,6 +54,7 @@ class UnsupportedModelError(ValueError):
 MAX_ID = 2**63 - 1
 MAX_K = 1000
 MAX_SESSION = 1000   # movie ids in one session request
+MAX_BATCH_CELLS = 100_000   # users x k in one batch: the size of the answer (about 10 MB of JSON)
 
 def _check_id(value, what: str) -> int:
     "A raw user or movie id: a non-negative integer that fits in int64."
@@ -333,6 +329,9 @@ class ModelService:
         e, k = self._resolve(model), _check_k(k)
         uids = np.array([_check_id(u, "user_id") for u in user_ids], dtype=np.int64)
         if len(uids) == 0: raise ValueError("user_ids is empty; give at least one user id.")
+        if len(uids) * k > MAX_BATCH_CELLS:
+            raise ValueError(f"{len(uids)} users x k={k} asks for {len(uids) * k:,} movies; one batch answers at most "
+                             f"{MAX_BATCH_CELLS:,} (users x k): send fewer users or a smaller k.")
         results = []
         for s in range(0, len(uids), 256):
             b = uids[s:s + 256]
@@ -426,7 +425,7 @@ class ModelService:
         "Movies whose title contains every word of `query`, ignoring case and accents (`cafe` finds *Café*)."
         if not isinstance(query, str): raise ValueError(f"query must be a string, got {type(query).__name__}.")
         k, q = _check_k(k), fold_text(query)
-        if not q: raise ValueError(f"query {query[:50]!r} has no letters or digits to search for.")
+        if not q: return []                                   # only symbols: no title word can match
         words = sorted(set(q.split()), key=len, reverse=True)
         found = self._titles_with(words[0])
         for w in words[1:]:
@@ -468,331 +467,3 @@ class ModelService:
         return {"status": "ok" if self.models else "no_models", "models_loaded": len(self.models),
                 "models_unavailable": len(self.unavailable), "movies": len(self.catalog),
                 "uptime_s": round(time.time() - self.started_at, 1)}
-
-# %% ../nbs/20_serving.ipynb #19e74a8e
-from fastapi import FastAPI, Query, Request
-from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-try: import orjson
-except ImportError: orjson = None
-
-class InvalidRequestError(ValueError):
-    "An argument the service cannot use (raised by the service's own checks)."
-
-UserId = Annotated[int, Field(strict=True, ge=0, le=MAX_ID, description="raw MovieLens user id", examples=[123])]
-MovieId = Annotated[int, Field(strict=True, ge=0, le=MAX_ID, description="raw MovieLens movie id", examples=[1])]
-TopK = Annotated[int, Field(strict=True, ge=1, le=MAX_K, description="number of movies to return (1..1000)")]
-
-class RecommendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user_id": 123, "k": 10}]})
-    user_id: UserId
-    k: TopK = 10
-    exclude_seen: Annotated[bool, Field(strict=True, description="leave out movies the user saw in training")] = True
-
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user_ids": [1, 2, 3], "k": 10}]})
-    user_ids: Annotated[list[UserId], Field(min_length=1, max_length=1000, description="1..1000 user ids")]
-    k: TopK = 10
-    exclude_seen: Annotated[bool, Field(strict=True)] = True
-
-class SessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"movie_ids": [1, 50, 260], "k": 10}]})
-    movie_ids: Annotated[list[MovieId], Field(min_length=1, max_length=MAX_SESSION,
-                                              description="1..1000 movie ids the user watched, oldest first")]
-    k: TopK = 10
-    exclude_seen: Annotated[bool, Field(strict=True, description="leave out the movies of the session")] = True
-
-class Movie(BaseModel):
-    movie_id: int
-    title: str | None
-    year: int | None = None
-    genres: list[str] = []
-
-class ScoredMovie(Movie):
-    score: float
-    rank: int
-
-class ModelAnswer(BaseModel):
-    "What every answer of a model carries."
-    success: bool = True
-    model: str
-    model_type: str
-
-class Recommendations(ModelAnswer):
-    user_id: int
-    fallback: bool = Field(description="true when the model never saw the user: popular movies instead")
-    recommendations: list[ScoredMovie]
-
-class UserRecommendations(BaseModel):
-    user_id: int
-    fallback: bool
-    recommendations: list[ScoredMovie]
-
-class BatchRecommendations(ModelAnswer):
-    results: list[UserRecommendations]
-
-class SessionRecommendations(ModelAnswer):
-    movie_ids: list[int] = Field(description="the session, as sent")
-    unknown_movie_ids: list[int] = Field(description="movies of the session the model does not know, ignored")
-    fallback: bool = Field(description="true when the model knows no movie of the session: popular movies instead")
-    recommendations: list[ScoredMovie]
-
-class MovieAnswer(BaseModel):
-    success: bool = True
-    movie: Movie
-
-class SimilarMovies(BaseModel):
-    success: bool = True
-    model: str
-    movie: Movie
-    similar: list[ScoredMovie]
-
-class SearchResults(BaseModel):
-    success: bool = True
-    query: str
-    results: list[Movie]
-
-class UserHistory(BaseModel):
-    success: bool = True
-    user_id: int
-    model: str
-    n_movies: int
-    movies: list[Movie]
-
-class ModelInfo(BaseModel):
-    name: str
-    type: str
-    params: dict[str, Any]
-    metrics: dict[str, Any]
-    trained_at: str | None
-    n_users: int
-    n_items: int
-    sessions: bool                     # answers POST /api/recommendations/{model}/session
-
-class ModelFailure(BaseModel):
-    name: str
-    error: str
-
-class ModelsAnswer(BaseModel):
-    success: bool = True
-    default_model: str | None
-    aliases: dict[str, str]
-    models: list[ModelInfo]
-    unavailable: list[ModelFailure]
-
-class Health(BaseModel):
-    success: bool = True
-    status: str
-    models_loaded: int
-    models_unavailable: int
-    movies: int
-    uptime_s: float
-
-class ErrorAnswer(BaseModel):
-    success: bool = False
-    error: dict[str, Any]
-
-# %% ../nbs/20_serving.ipynb #0143bb86
-MAX_BODY = 1_000_000
-
-def _dumps(obj) -> bytes:
-    "JSON bytes: orjson where installed (a few microseconds for a response), else the standard library."
-    if orjson is not None: return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
-    return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
-
-def _error(status: int, type_: str, message: str, **extra) -> Response:
-    body = {"success": False, "error": {"status": status, "type": type_, "message": message, **extra}}
-    return Response(_dumps(body), status_code=status, media_type="application/json")
-
-def _validation_details(exc: RequestValidationError) -> list[dict]:
-    return [{"loc": [str(x) for x in err.get("loc", ())], "msg": str(err.get("msg", ""))[:300], "type": str(err.get("type", ""))}
-            for err in exc.errors()[:20]]
-
-def error_response(exc: Exception, method: str = "", path: str = "") -> Response:
-    "The `{success: false, error: {...}}` answer for `exc`, raised while serving `method path`."
-    path = repr(path[:200])
-    if isinstance(exc, RequestValidationError):
-        details = _validation_details(exc)
-        if any(d["type"] == "json_invalid" for d in details):
-            return _error(400, "malformed_json", "The request body is not valid JSON; send a JSON object such as "
-                          '{"user_id": 123, "k": 10} with the header Content-Type: application/json.', details=details)
-        summary = "; ".join(f"{'.'.join(d['loc'][1:] or d['loc'])}: {d['msg']}" for d in details[:5])
-        return _error(422, "validation_error", f"Invalid request: {summary}.", details=details)
-    if isinstance(exc, StarletteHTTPException):
-        code = exc.status_code
-        msg = {404: f"No route {path}; see /docs for the API.", 405: f"Method {method} is not allowed on {path}; see /docs.",
-               413: f"The request body is larger than {MAX_BODY:,} bytes."}.get(code, str(exc.detail))
-        return _error(code, {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(code, "http_error"), msg)
-    if isinstance(exc, UnknownModelError):
-        return _error(404, "unknown_model", str(exc), available=exc.available, aliases=dict(ALIASES),
-                      unavailable=[{"name": k, "error": v} for k, v in exc.unavailable.items()])
-    if isinstance(exc, UnknownIdError): return _error(404, "not_found", str(exc))
-    if isinstance(exc, UnsupportedModelError): return _error(400, "unsupported_model", str(exc), supported=exc.supported)
-    if isinstance(exc, InvalidRequestError): return _error(422, "invalid_argument", str(exc))
-    log.error("internal error on %s %s", method, path, exc_info=exc)
-    return _error(500, "internal_error", "Internal server error; the server log has the details.")
-
-def _install_error_handlers(app: FastAPI):
-    async def handler(request: Request, exc: Exception): return error_response(exc, request.method, request.url.path)
-    for cls in (RequestValidationError, StarletteHTTPException, UnknownModelError, UnknownIdError, UnsupportedModelError,
-                InvalidRequestError, Exception):
-        app.add_exception_handler(cls, handler)
-
-# %% ../nbs/20_serving.ipynb #6aef6ffd
-def _call(fn, *args, **kw):
-    try: return fn(*args, **kw)
-    except (UnknownModelError, UnknownIdError, UnsupportedModelError): raise
-    except ValueError as e:
-        if type(e) is ValueError: raise InvalidRequestError(str(e)) from None
-        raise
-
-def _json(payload: dict) -> Response:
-    "A success answer, serialized once, bypassing FastAPI's re-validation of what the service already built."
-    return Response(_dumps({"success": True, **payload}), media_type="application/json")
-
-async def _read_body(request: Request) -> bytes:
-    "The request body, refused (413) beyond `MAX_BODY` bytes without reading the rest."
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY: raise StarletteHTTPException(413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-def _parse(schema: type[BaseModel], body: bytes):
-    "Parse and validate a JSON body in one pass (pydantic's Rust JSON parser); errors become a `RequestValidationError`."
-    try: return schema.model_validate_json(body)
-    except ValidationError as e:
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False)]) from None
-
-def _recommend_response(svc: ModelService, model: str, body: bytes) -> Response:
-    "The whole of `POST /api/recommendations/{model}`: parse, recommend, serialize."
-    req = _parse(RecommendRequest, body)
-    return _json(_call(svc.recommend, model, req.user_id, req.k, req.exclude_seen))
-
-# %% ../nbs/20_serving.ipynb #1ea3ff24
-_RECOMMEND_PATH = re.compile(r"/api/recommendations/([^/]+)")
-
-class MovieGenieAPI(FastAPI):
-    "FastAPI, plus a direct path for `POST /api/recommendations/{model}` while no middleware is installed."
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware:
-            m = _RECOMMEND_PATH.fullmatch(scope["path"])
-            if m is not None: return await self._recommend(m.group(1), scope, receive, send)
-        await super().__call__(scope, receive, send)
-
-    async def _recommend(self, model: str, scope, receive, send):
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request": return                    # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > MAX_BODY:
-                response = error_response(StarletteHTTPException(413), "POST", scope["path"]); break
-            if not message.get("more_body", False):
-                try: response = _recommend_response(self.state.service, model, b"".join(chunks))
-                except Exception as exc: response = error_response(exc, "POST", scope["path"])
-                break
-        await response(scope, receive, send)
-
-# %% ../nbs/20_serving.ipynb #ecde44ef
-ModelName = Annotated[str, PathParam(description="model folder name, alias (mf) or type", examples=["mf"])]
-SessionModelName = Annotated[str, PathParam(description="a sequence model's folder name or type", examples=["sasrec"])]
-MovieIdPath = Annotated[int, PathParam(ge=0, le=MAX_ID, description="raw MovieLens movie id")]
-UserIdPath = Annotated[int, PathParam(ge=0, le=MAX_ID, description="raw MovieLens user id")]
-KQuery = Annotated[int, Query(ge=1, le=MAX_K)]
-ModelQuery = Annotated[str | None, Query(max_length=200, description="model name (default: the service's default model)")]
-
-def _openapi_body(schema: type[BaseModel]) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema.model_json_schema()}}}}
-
-def create_app(service: ModelService | str | Path = "models") -> MovieGenieAPI:
-    "The FastAPI app serving `service` (a `ModelService`, or a models folder to load one from)."
-    svc = service if isinstance(service, ModelService) else ModelService(service)
-    app = MovieGenieAPI(title="Movie Genie", version=_version(), redirect_slashes=False,
-                        description="Movie recommendations from MovieLens ratings. Models: " + (", ".join(svc.models) or "none loaded") + ".",
-                        responses={404: {"model": ErrorAnswer}, 422: {"model": ErrorAnswer}})
-    app.state.service = svc
-    _install_error_handlers(app)
-
-    @app.get("/", include_in_schema=False)
-    async def root(): return RedirectResponse("/docs")
-
-    @app.get("/api/health", response_model=Health, tags=["status"])
-    async def health():
-        "Liveness and a count of loaded models."
-        return _json(svc.health())
-
-    @app.get("/api/models", response_model=ModelsAnswer, tags=["status"])
-    async def models():
-        "Loaded models (name, type, hyperparameters, metrics, training time) and those that failed to load, with the reason."
-        return _json(svc.models_info())
-
-    @app.post("/api/recommendations/{model}", response_model=Recommendations, tags=["recommendations"],
-              openapi_extra=_openapi_body(RecommendRequest))
-    async def recommend(model: ModelName, request: Request):
-        "Top-k movies for one user. A user the model never saw gets popular movies with `fallback: true`."
-        return _recommend_response(svc, model, await _read_body(request))
-
-    @app.post("/api/recommendations/{model}/batch", response_model=BatchRecommendations, tags=["recommendations"],
-              openapi_extra=_openapi_body(BatchRequest))
-    async def recommend_batch(model: ModelName, request: Request):
-        "Top-k movies for up to 1,000 users in one call (scored in the thread pool, so other requests go on meanwhile)."
-        req = _parse(BatchRequest, await _read_body(request))
-        return _json(await run_in_threadpool(_call, svc.recommend_batch, model, req.user_ids, req.k, req.exclude_seen))
-
-    @app.post("/api/recommendations/{model}/session", response_model=SessionRecommendations, tags=["recommendations"],
-              openapi_extra=_openapi_body(SessionRequest), responses={400: {"model": ErrorAnswer}})
-    async def recommend_session(model: SessionModelName, request: Request):
-        """Top-k movies for a visitor without a user id, from the movies they just watched (oldest first).
-        Sequence models only (others answer 400 with the models that can). Movie ids the model does not know are
-        listed in `unknown_movie_ids` and ignored; with none known, popular movies with `fallback: true`.
-        Scored in the thread pool (a forward pass of the network), so other requests go on meanwhile."""
-        req = _parse(SessionRequest, await _read_body(request))
-        return _json(await run_in_threadpool(_call, svc.recommend_session, model, req.movie_ids, req.k, req.exclude_seen))
-
-    @app.get("/api/movies/search", response_model=SearchResults, tags=["movies"])
-    async def search(q: Annotated[str, Query(min_length=1, max_length=200, description="words of the title; case and accents ignored")],
-                     k: KQuery = 10):
-        "Movies whose title contains every word of `q` (`cafe` finds *Café*), best matches first."
-        return _json({"query": q, "results": _call(svc.search_movies, q, k)})
-
-    @app.get("/api/movies/{movie_id}", response_model=MovieAnswer, tags=["movies"])
-    async def movie(movie_id: MovieIdPath):
-        "One movie of the catalog."
-        return _json({"movie": _call(svc.movie, movie_id)})
-
-    @app.get("/api/movies/{movie_id}/similar", response_model=SimilarMovies, tags=["movies"])
-    async def similar(movie_id: MovieIdPath, k: KQuery = 10, model: ModelQuery = None):
-        "The movies most similar to this one according to a model."
-        return _json(_call(svc.similar_movies, model, movie_id, k))
-
-    @app.get("/api/users/{user_id}/history", response_model=UserHistory, tags=["users"])
-    async def history(user_id: UserIdPath, model: ModelQuery = None):
-        "The movies the user interacted with in a model's training data."
-        return _json(_call(svc.user_history, user_id, model))
-
-    return app
-
-def _version():
-    try:
-        import movie_genie
-        return movie_genie.__version__
-    except Exception: return "0"
-
-# %% ../nbs/20_serving.ipynb #af227fcb
-def serve(models_dir="models", host: str = "127.0.0.1", port: int = 5001, log_level: str = "info",
-          access_log: bool = True, torch_threads: int | None = 1):
-    "Serve the models in `models_dir` over HTTP on `host:port` (blocking) with uvicorn."
-    import sys, uvicorn
-    if torch_threads: torch.set_num_threads(int(torch_threads))
-    svc = ModelService(models_dir)
-    print(f"Movie Genie: {svc}", file=sys.stderr)
-    for name, why in svc.unavailable.items(): print(f"  unavailable: {name}: {why}", file=sys.stderr)
-    if port: print(f"  API docs: http://{host}:{port}/docs", file=sys.stderr)
-    uvicorn.run(create_app(svc), host=host, port=port, log_level=log_level, access_log=access_log)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_training.ipynb #138dd79a
 from __future__ import annotations
-import copy, dataclasses, hashlib, json, math, os, random, re, subprocess, sys, tempfile, time, warnings
+import copy, dataclasses, errno, hashlib, json, math, operator, os, random, re, shutil, subprocess, sys, tempfile, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,17 +18,19 @@ from tqdm import tqdm
 from .data import DATASETS, SPLIT_METHODS, _atomic_dir, dense_codes, load_movielens, split, unique, write_json_atomic
 from . import distributed as D
 from .metrics import RANKING_METRICS, evaluate_scores, rating_metrics
-from .models import (CheckpointError, Interactions, Recommender, get_model_class, list_models,
-                                seed_everything)
+from .models import (CheckpointError, InsufficientMemoryError, Interactions, Recommender, check_memory,
+                                get_model_class, list_models, seed_everything)
 from .evaluation import eval_set, evaluate_on
 
 # %% auto #0
-__all__ = ['SCHEMA', 'CHOICES', 'RATING_METRICS', 'ConfigError', 'TrainingError', 'load_config', 'resolve_device',
-           'resolve_precision', 'physical_cores', 'resolve_threads', 'get_rng_state', 'set_rng_state', 'PositiveSet',
-           'positive_keys', 'sample_negatives', 'LazyAdam', 'TrainerConfig', 'metric_mode', 'TrainResult', 'Callback',
-           'load_checkpoint', 'Trainer', 'TorchRecommender', 'TrainingData', 'load_training_data',
-           'evaluate_recommender', 'plot_history', 'find_project_root', 'tracking_uri', 'mlflow_name', 'git_commit',
-           'MlflowTracker', 'config_fingerprint', 'train_from_config', 'params_overrides']
+__all__ = ['SCHEMA', 'CHOICES', 'RATING_METRICS', 'LIMITS', 'ConfigError', 'TrainingError', 'OutputError', 'check_number',
+           'parse_yaml', 'read_yaml', 'load_config', 'resolve_device', 'resolve_precision', 'physical_cores',
+           'resolve_threads', 'get_rng_state', 'set_rng_state', 'PositiveSet', 'positive_keys', 'sample_negatives',
+           'LazyAdam', 'TrainerConfig', 'metric_mode', 'TrainResult', 'Callback', 'output_error',
+           'check_training_checkpoint', 'load_checkpoint', 'Trainer', 'TorchRecommender', 'TrainingData',
+           'load_training_data', 'evaluate_recommender', 'plot_history', 'find_project_root', 'tracking_uri',
+           'mlflow_name', 'git_commit', 'MlflowTracker', 'config_fingerprint', 'check_writable', 'refuse_too_large',
+           'train_from_config', 'params_overrides']
 
 # %% ../nbs/07_training.ipynb #959e0ad1
 class ConfigError(ValueError):
@@ -36,6 +38,9 @@ class ConfigError(ValueError):
 
 class TrainingError(ValueError):
     "Training failed (non-finite loss, out of memory, unusable checkpoint); the message says what to change."
+
+class OutputError(OSError):
+    "Results could not be written (a full disk, a read-only or unwritable folder); the message names the path."
 
 # %% ../nbs/07_training.ipynb #a003cc16
 _T = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
@@ -61,6 +66,29 @@ CHOICES = {"optimizer.name": ("adam", "adamw", "sgd"), "scheduler.name": ("reduc
            "data.dataset": tuple(DATASETS)}
 RATING_METRICS = ("rmse", "mae")
 
+# The range of every numeric setting: (operator, bound) pairs that must all hold (for a list, by each element);
+# null passes where the schema allows it. Every float must also be finite (data.min_rating has no other limit).
+LIMITS = {
+    "training.batch_size": ((">=", 1),), "training.learning_rate": ((">", 0),), "training.num_epochs": ((">=", 1),),
+    "training.weight_decay": ((">=", 0),), "training.early_stopping_patience": ((">=", 0),),   # 0 or null: none
+    "training.seed": ((">=", 0), ("<", 2**32)), "training.max_grad_norm": ((">", 0),), "training.threads": ((">=", 1),),
+    "training.max_batches": ((">=", 1),),
+    "optimizer.betas": ((">=", 0), ("<", 1)), "optimizer.momentum": ((">=", 0), ("<", 1)),
+    "scheduler.factor": ((">", 0), ("<", 1)), "scheduler.patience": ((">=", 0),), "scheduler.min_lr": ((">=", 0),),
+    "data.ratios": ((">=", 0), ("<=", 1)), "data.min_sequence_length": ((">=", 1),), "data.seed": ((">=", 0), ("<", 2**32)),
+    "evaluation.ks": ((">=", 1),), "evaluation.batch_size": ((">=", 1),), "evaluation.valid_users": ((">=", 1),),
+}
+_OPS = {">=": operator.ge, ">": operator.gt, "<": operator.lt, "<=": operator.le}
+
+def check_number(key: str, value, limits=None):
+    "Raise a `ConfigError` naming `key` unless `value` (a number or a list of them; None passes) is finite and within `limits` (default `LIMITS[key]`)."
+    limits = LIMITS.get(key, ()) if limits is None else limits
+    for v in (value if isinstance(value, (list, tuple)) else [value]):
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)): continue
+        if not math.isfinite(v): raise ConfigError(f"{key}: must be a finite number, got {value!r}.")
+        if not all(_OPS[op](v, bound) for op, bound in limits):
+            raise ConfigError(f"{key}: must be {' and '.join(f'{op} {bound}' for op, bound in limits)}, got {value!r}.")
+
 def _type_ok(value, spec: str) -> bool:
     if spec.endswith("?"):
         if value is None: return True
@@ -69,10 +97,36 @@ def _type_ok(value, spec: str) -> bool:
         return isinstance(value, (list, tuple)) and all(_type_ok(v, spec[5:-1]) for v in value)
     return isinstance(value, _T[spec]) and not (isinstance(value, bool) and spec != "bool")
 
+_NUMBER, _INTEGER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"), re.compile(r"[-+]?\d+")
+
+def _coerce(value, spec: str):
+    "A number written as a string (`'1e-3'`: YAML 1.1, a command line) as the number a numeric setting takes; anything else as it is."
+    spec = spec.rstrip("?")
+    if spec.startswith("list[") and isinstance(value, (list, tuple)): return [_coerce(v, spec[5:-1]) for v in value]
+    if isinstance(value, str):
+        s = value.strip()
+        if spec == "float" and _NUMBER.fullmatch(s): return float(s)
+        if spec == "int" and _INTEGER.fullmatch(s): return int(s)
+    return value
+
 def _cast(value, spec):
     if value is None: return None
     if spec.startswith("list["): return [_cast(v, spec[5:-1]) for v in value]
     return float(value) if spec.rstrip("?") == "float" else value
+
+class _Yaml12Loader(yaml.SafeLoader):
+    "PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-3` and `2E5` are floats (YAML 1.1 wants a dot, `1.0e-3`)."
+
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789."))
+
+def parse_yaml(text: str):
+    "Parse YAML text safely, with YAML 1.2's floats (`1e-3` is 0.001, not the string '1e-3')."
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+def read_yaml(path):
+    "Read a YAML file (a config, the DVC pipeline's params.yaml) with `parse_yaml`."
+    return parse_yaml(Path(path).read_text())
 
 def _check_metric(name: str, key: str, extra=()):
     "Check a metric name such as `ndcg@10`, `coverage@100` or `rmse`."
@@ -84,9 +138,12 @@ def _check_metric(name: str, key: str, extra=()):
 
 # %% ../nbs/07_training.ipynb #d675e762
 def _check_model_section(section: dict) -> dict:
-    if not isinstance(section, dict) or "type" not in section:
+    if not isinstance(section, dict) or section.get("type") is None:
         raise ConfigError("model: a `model` section with a `type` is required, e.g. `model: {type: ease}`. "
                           f"Available models: {', '.join(list_models())}.")
+    if not isinstance(section["type"], str):
+        raise ConfigError(f"model.type: one model's registry name (a string), got {type(section['type']).__name__} "
+                          f"{section['type']!r}. Available models: {', '.join(list_models())}.")
     try: cls = get_model_class(section["type"])
     except ValueError as e: raise ConfigError(f"model.type: {e}") from None
     defaults, names = cls.default_params(), cls.param_names()
@@ -100,10 +157,11 @@ def _check_model_section(section: dict) -> dict:
             spec = "bool" if isinstance(d, bool) else "int" if isinstance(d, int) else "float" if isinstance(d, float) \
                 else "str" if isinstance(d, str) else None
             if isinstance(d, (list, tuple)): spec = "list"
+            if spec in ("int", "float"): v = _coerce(v, spec)
             ok = isinstance(v, (list, tuple)) if spec == "list" else (spec is None or _type_ok(v, spec))
             if not ok:
                 raise ConfigError(f"model.{k}: expected {spec} (like the default {d!r}), got {type(v).__name__} {v!r}.")
-            if spec == "float": v = float(v)
+            if spec == "float": v = float(v); check_number(f"model.{k}", v, ())
         out[k] = v
     return out
 
@@ -118,55 +176,64 @@ def _set_dotted(cfg: dict, key: str, value):
         raise ConfigError(f"{key}: unknown section {parts[0]!r}. Valid sections: {', '.join(['model', *SCHEMA])}.")
     sec = cfg.setdefault(parts[0], {})
     if sec is None: sec = cfg[parts[0]] = {}
+    if not isinstance(sec, dict): raise ConfigError(f"{parts[0]}: expected a mapping of keys, got {sec!r}.")
     sec[parts[1]] = value
+
+def _read_config_file(path: Path) -> dict:
+    "The mapping in a YAML config file; a clear error for a missing path, a folder, an unreadable or non-YAML file, or another top level."
+    near = lambda folder: sorted(p.name for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    if path.is_dir():
+        there = near(path)
+        raise ConfigError(f"config {path} is a folder, not a YAML file" + (f"; configs there: {', '.join(there)}" if there else "") + ".")
+    if not path.exists():
+        there = near(path.parent)
+        raise FileNotFoundError(f"config file {path} not found" + (f"; configs there: {', '.join(there)}" if there else "") + ".")
+    try: raw = parse_yaml(path.read_text())
+    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
+    except UnicodeDecodeError: raise ConfigError(f"{path}: not a text file; a config is YAML.") from None
+    except OSError as e: raise ConfigError(f"config {path}: cannot be read ({e.strerror or e}).") from None
+    if not isinstance(raw, dict):
+        what = "empty" if raw is None else f"a YAML {type(raw).__name__}, not a mapping"
+        raise ConfigError(f"{path}: the config is {what}; a config is a mapping of sections (model, training, data, ...), "
+                          "e.g. `model: {type: ease}`.")
+    return raw
 
 def load_config(config, overrides: dict | None = None) -> dict:
     "Read (a path) or take (a dict) a training config, apply dotted-key `overrides`, fill defaults, validate."
-    if isinstance(config, (str, Path)):
-        path = Path(config)
-        if not path.exists():
-            near = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-            raise FileNotFoundError(f"config file {path} not found" + (f"; configs there: {', '.join(near)}" if near else "") + ".")
-        try: raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
+    if isinstance(config, (str, Path)): raw = _read_config_file(Path(config))
     elif isinstance(config, dict): raw = copy.deepcopy(config)
     else: raise TypeError(f"config must be a path or a dict, got {type(config).__name__}.")
     if not isinstance(raw, dict): raise ConfigError("a config is a YAML mapping of sections (model, training, data, ...).")
     for k, v in (overrides or {}).items(): _set_dotted(raw, k, v)
-    unknown = sorted(set(raw) - {"name", "model", *SCHEMA})
+    unknown = sorted(set(raw) - {"name", "model", *SCHEMA}, key=str)
     if unknown: raise ConfigError(f"{unknown[0]}: unknown section. Valid: name, model, {', '.join(SCHEMA)}.")
     cfg = {"name": raw.get("name"), "model": _check_model_section(raw.get("model"))}
-    if cfg["name"] is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]+", str(cfg["name"])):
+    if cfg["name"] is not None and not (isinstance(cfg["name"], str) and re.fullmatch(r"[A-Za-z0-9_.\-]+", cfg["name"])):
         raise ConfigError(f"name: {cfg['name']!r} must be a plain folder name (letters, digits, '_', '-', '.').")
     for sec, keys in SCHEMA.items():
         given = raw.get(sec) or {}
         if not isinstance(given, dict): raise ConfigError(f"{sec}: expected a mapping of keys, got {given!r}.")
-        bad = sorted(set(given) - set(keys))
+        bad = sorted(set(given) - set(keys), key=str)
         if bad: raise ConfigError(f"{sec}.{bad[0]}: unknown key. Valid keys of `{sec}`: {', '.join(keys)}.")
         out = {}
         for k, (spec, default) in keys.items():
-            v = given.get(k, copy.deepcopy(default))
+            v = _coerce(given[k], spec) if k in given else copy.deepcopy(default)
             if not _type_ok(v, spec):
                 raise ConfigError(f"{sec}.{k}: expected {spec.replace('?', ' or null')}, got {type(v).__name__} {v!r}.")
             choices = CHOICES.get(f"{sec}.{k}")
             if choices and v not in choices:
                 raise ConfigError(f"{sec}.{k}: {v!r} is not one of {', '.join(str(c) for c in choices if c is not None)}.")
+            check_number(f"{sec}.{k}", v)
             out[k] = _cast(v, spec)
         cfg[sec] = out
-    t, d, e = cfg["training"], cfg["data"], cfg["evaluation"]
-    for key, val, lo in [("training.batch_size", t["batch_size"], 1), ("training.num_epochs", t["num_epochs"], 0),
-                         ("evaluation.batch_size", e["batch_size"], 1), ("training.threads", t["threads"] or 1, 1),
-                         ("training.max_batches", t["max_batches"] or 1, 1),
-                         ("evaluation.valid_users", e["valid_users"] or 1, 1)]:
-        if val < lo: raise ConfigError(f"{key}: must be at least {lo}, got {val}.")
-    if t["learning_rate"] <= 0: raise ConfigError(f"training.learning_rate: must be positive, got {t['learning_rate']}.")
+    d, e = cfg["data"], cfg["evaluation"]
     if len(cfg["optimizer"]["betas"]) != 2: raise ConfigError("optimizer.betas: give two numbers, e.g. [0.9, 0.999].")
-    if len(d["ratios"]) != 3 or abs(sum(d["ratios"]) - 1) > 1e-6 or min(d["ratios"]) < 0:
-        raise ConfigError(f"data.ratios: three non-negative numbers summing to 1 (train, valid, test), got {d['ratios']}.")
-    if not e["ks"] or min(e["ks"]) < 1: raise ConfigError(f"evaluation.ks: positive cut-offs, got {e['ks']}.")
+    if len(d["ratios"]) != 3 or abs(sum(d["ratios"]) - 1) > 1e-6 or d["ratios"][0] <= 0:
+        raise ConfigError(f"data.ratios: three non-negative numbers summing to 1 (train > 0, valid, test), got {d['ratios']}.")
+    if not e["ks"]: raise ConfigError(f"evaluation.ks: give at least one cut-off, e.g. [10], got {e['ks']}.")
     for m in e["metrics"]: _check_metric(m, "evaluation.metrics")
     if e["monitor"] is not None: _check_metric(e["monitor"], "evaluation.monitor", extra=("train_loss",))
-    try: resolve_device(t["device"], check=True)
+    try: resolve_device(cfg["training"]["device"], check=True)
     except ValueError as err: raise ConfigError(f"training.device: {err}") from None
     return cfg
 
@@ -318,6 +385,13 @@ class LazyAdam(torch.optim.Optimizer):
                 p.index_add_(0, rows, m.div_(v.div_(bc2).sqrt_().add_(group["eps"])).mul_(-lr / bc1))
 
 # %% ../nbs/07_training.ipynb #6dc5c853
+_TRAINER_KEYS = {"batch_size": "training.batch_size", "learning_rate": "training.learning_rate", "num_epochs": "training.num_epochs",
+                 "weight_decay": "training.weight_decay", "early_stopping_patience": "training.early_stopping_patience",
+                 "seed": "training.seed", "max_grad_norm": "training.max_grad_norm", "threads": "training.threads",
+                 "max_batches": "training.max_batches", "betas": "optimizer.betas", "momentum": "optimizer.momentum",
+                 "scheduler_factor": "scheduler.factor", "scheduler_patience": "scheduler.patience", "min_lr": "scheduler.min_lr",
+                 "ks": "evaluation.ks", "eval_batch_size": "evaluation.batch_size", "valid_users": "evaluation.valid_users"}
+
 @dataclass
 class TrainerConfig:
     "Settings of one training run (the `training`, `optimizer`, `scheduler` and `evaluation` sections, flat)."
@@ -348,6 +422,11 @@ class TrainerConfig:
     progress: bool = True                     # tqdm bar over the batches of each epoch
     verbose: bool = False                     # one line per epoch, to stderr (or to this stream, e.g. sys.stdout)
     log_every: int = 10                       # batches between loss checks / progress updates
+
+    def __post_init__(self):
+        "The ranges of `LIMITS`, for a `TrainerConfig` built directly (with the config key each field comes from)."
+        for f, key in _TRAINER_KEYS.items(): check_number(key, getattr(self, f))
+        check_number("log_every", self.log_every, ((">=", 1),))
 
     @classmethod
     def from_config(cls, config: dict, **kw) -> "TrainerConfig":
@@ -388,21 +467,74 @@ class Callback:
     def on_train_end(self, trainer: "Trainer", result: TrainResult): pass
 
 # %% ../nbs/07_training.ipynb #1f4c8a34
-def _atomic_torch_save(obj, path: Path):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-"); os.close(fd)
+def _nearest_existing(path: Path) -> Path:
+    "`path`, or its nearest ancestor that exists."
+    path = Path(path).absolute()
+    return next((p for p in [path, *path.parents] if p.exists()), Path(path.anchor))
+
+def _is_write_error(e: BaseException) -> bool:
+    "An `OSError`, or torch's `RuntimeError` from its zip writer (a full disk reads `[enforce fail at inline_container.cc] ... unexpected pos`)."
+    return isinstance(e, OSError) or (isinstance(e, RuntimeError) and
+                                      any(s in str(e) for s in ("inline_container", "PytorchStreamWriter", "file write failed")))
+
+def output_error(e: BaseException, path, what: str) -> OutputError:
+    "An `OutputError` saying that `what` could not be written to `path`, and why (`e`: disk full, read-only, permission)."
+    path, code = Path(path), getattr(e, "errno", None)
+    try: free = shutil.disk_usage(_nearest_existing(path)).free
+    except OSError: free = None
+    if code == errno.ENOSPC or (code is None and free is not None and free < 2**20):
+        why, code = "no space left on the device" + (f" ({free / 2**20:.1f} MiB free)" if free is not None else "") + \
+            "; free some space or write elsewhere", errno.ENOSPC
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"{e.strerror or 'permission denied'}; choose a folder you can write to"
+    elif isinstance(e, OSError): why = e.strerror or " ".join(str(e).split())
+    else: why = f"the write failed ({' '.join(str(e)[:160].split())}); is the disk full? " + (
+        f"{free / 2**20:.0f} MiB free there" if free is not None else "")
+    err = OutputError(f"could not write {what} to {path}: {why}.")
+    err.errno = code
+    return err
+
+def _atomic_torch_save(obj, path: Path, what: str = "the training checkpoint"):
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-"); os.close(fd)
         torch.save(obj, tmp); os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    except BaseException as e:
+        err = output_error(e, path, what) if _is_write_error(e) else None      # (the free space before the partial file goes)
+        if tmp: Path(tmp).unlink(missing_ok=True)
+        if err: raise err from None
+        raise
+
+# the fields a resumable checkpoint must have, and their types (`Trainer.state_dict`)
+_CHECKPOINT_FIELDS = {"epoch": int, "finished": (bool, int), "net": dict, "history": list, "best_epoch": int,
+                      "bad_epochs": int, "rng": dict}
+
+def check_training_checkpoint(ck, path) -> dict:
+    "`ck` if it has the fields and types of a `Trainer` checkpoint, else a `CheckpointError` saying what is wrong."
+    fix = "delete it or train without resume"
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"{path}: not a training checkpoint (it holds a {type(ck).__name__}, not the Trainer's "
+                              f"mapping of weights and state); {fix}.")
+    missing = [k for k in _CHECKPOINT_FIELDS if k not in ck]
+    wrong = [k for k, t in _CHECKPOINT_FIELDS.items() if k in ck and (not isinstance(ck[k], t) or
+                                                                      (t is int and isinstance(ck[k], bool)))]
+    wrong += [k for k, t in [("meta", dict), ("best_state", dict), ("best_metrics", dict)] if ck.get(k) is not None and not isinstance(ck[k], t)]
+    if not wrong and not missing and (ck["epoch"] < 0 or not all(isinstance(h, dict) for h in ck["history"])): wrong.append("epoch/history")
+    if missing or wrong:
+        raise CheckpointError(f"{path}: a malformed training checkpoint (" + "; ".join(
+            ([f"missing {', '.join(missing)}"] if missing else []) + ([f"wrong {', '.join(wrong)}"] if wrong else [])) + f"); {fix}.")
+    return ck
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    "Load a training checkpoint safely (weights_only=True); a damaged file raises `CheckpointError`."
-    try: return torch.load(path, map_location=map_location, weights_only=True)
+    "Load a training checkpoint safely (weights_only=True); a damaged or malformed file raises `CheckpointError`."
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError: raise
     except Exception as e:
-        raise CheckpointError(f"{path}: corrupt training checkpoint ({type(e).__name__}: {str(e)[:160]}); "
+        raise CheckpointError(f"{path}: corrupt training checkpoint ({type(e).__name__}: {' '.join(str(e)[:160].split())}); "
                               "delete it or train without resume.") from None
+    return check_training_checkpoint(ck, path)
 
 def _is_oom(e: BaseException) -> bool:
     return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or (
@@ -599,7 +731,8 @@ class Trainer:
         if self.rank == 0: _atomic_torch_save(self.state_dict(), Path(path or self.checkpoint_path))
 
     def load_state_dict(self, ck: dict):
-        fp, old = self.meta.get("fingerprint"), ck.get("meta", {}).get("fingerprint")
+        ck = check_training_checkpoint(ck, self.checkpoint_path)
+        fp, old = self.meta.get("fingerprint"), (ck.get("meta") or {}).get("fingerprint")
         if fp and old and fp != old:
             raise TrainingError(f"{self.checkpoint_path}: this checkpoint was written by a run with a different "
                                 "configuration; train without resume (it will be overwritten) or restore the old config.")
@@ -612,21 +745,25 @@ class Trainer:
             for o, st in zip(self.optimizers, opts): o.load_state_dict(st)
             for s, st in zip(self.schedulers, scheds): s.load_state_dict(st)
             if self.scaler and ck["scaler"]: self.scaler.load_state_dict(ck["scaler"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"{self.checkpoint_path}: the checkpoint does not fit this model ({str(e)[:200]}); "
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{self.checkpoint_path}: the checkpoint does not fit this model ({' '.join(str(e)[:200].split())}); "
                                   "train without resume.") from None
-        self.epoch, self.finished, self.history = ck["epoch"], ck["finished"], list(ck["history"])
-        self.best_score, self.best_epoch, self.bad_epochs = ck["best_score"], ck["best_epoch"], ck["bad_epochs"]
-        self.best_metrics = dict(ck.get("best_metrics") or {})
-        self.best_state = {k: v.to(self.device) for k, v in ck["best_state"].items()} if ck["best_state"] else None
-        self.meta = {**ck.get("meta", {}), **self.meta}
-        set_rng_state(ck["rng"])
+        try:
+            self.epoch, self.finished, self.history = ck["epoch"], bool(ck["finished"]), list(ck["history"])
+            self.best_score, self.best_epoch, self.bad_epochs = ck.get("best_score"), ck["best_epoch"], ck["bad_epochs"]
+            self.best_metrics = dict(ck.get("best_metrics") or {})
+            self.best_state = {k: v.to(self.device) for k, v in ck["best_state"].items()} if ck.get("best_state") else None
+            self.meta = {**(ck.get("meta") or {}), **self.meta}
+            set_rng_state(ck["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
+            raise CheckpointError(f"{self.checkpoint_path}: a malformed training checkpoint ({type(e).__name__}: "
+                                  f"{' '.join(str(e)[:160].split())}); delete it or train without resume.") from None
 
     @staticmethod
     def read_meta(path) -> dict | None:
         "The `meta` of the checkpoint at `path`, or None if there is none."
         path = Path(path)
-        return load_checkpoint(path).get("meta", {}) if path.exists() else None
+        return (load_checkpoint(path).get("meta") or {}) if path.exists() else None
 
     # -- the loop -------------------------------------------------------------------------------
     def _log(self, line: str):
@@ -979,6 +1116,33 @@ def _json_ready(d: dict) -> dict:
     return {k: (float(v) if isinstance(v, (np.floating, float)) else int(v) if isinstance(v, (np.integer,)) else v)
             for k, v in d.items()}
 
+def check_writable(folder, what: str):
+    "Refuse, before any work, a folder that `what` could not be written to (read-only, no permission, a file in the way)."
+    folder = Path(folder)
+    base = _nearest_existing(folder)
+    if not base.is_dir():
+        raise OutputError(f"could not write {what} to {folder}: {base} is a file, not a folder; choose another folder.")
+    try:
+        with tempfile.TemporaryFile(dir=base): pass
+    except OSError as e: raise output_error(e, folder, what) from None
+
+def refuse_too_large(model: Recommender):
+    """Before any data is loaded: refuse (`InsufficientMemoryError`) a model that would not fit in memory even for
+    one user and one movie, such as `model.embedding_dim: 1000000000`; `Recommender.check_memory` checks the real
+    size once the data is loaded."""
+    est = model.memory_estimate(1, 1)
+    if not est: return
+    device = torch.device(getattr(model, "memory_device", "cpu"))
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type == "cpu" else 1
+    check_memory(est[0] * ranks, f"{type(model).__name__}, even for a single user and movie,", est[1], device)
+
+def _save(write, path, what: str):
+    "Run `write()`; a failure to write (a full disk, a read-only folder) becomes an `OutputError` naming `path`."
+    try: write()
+    except Exception as e:
+        if _is_write_error(e): raise output_error(e, path, what) from None
+        raise
+
 def train_from_config(config, overrides: dict | None = None, output_dir="models", reports_dir="reports",
                       mlflow: bool = True, resume: bool = False, callbacks=(), progress: bool | None = None,
                       verbose=True, data: TrainingData | None = None) -> dict:
@@ -991,22 +1155,31 @@ def train_from_config(config, overrides: dict | None = None, output_dir="models"
     D.init_distributed(resolve_device(cfg["training"]["device"]).type)      # a no-op outside torchrun
     main = D.is_main()                                                     # rank 0 writes, tracks and prints
     bars = progress if main else False
+    model_dir, report_dir = Path(output_dir) / name, Path(reports_dir) / name
+    ckpt = Path(output_dir) / ".checkpoints" / name / "checkpoint.pt"
+    if main: check_writable(output_dir, "the model"); check_writable(reports_dir, "the report")   # not after an hour of training
     seed_everything(cfg["training"]["seed"])
+    params = {k: v for k, v in cfg["model"].items() if k != "type"}
+    model = get_model_class(cfg["model"]["type"])(**params)
+    torch_model = isinstance(model, TorchRecommender)
+    if torch_model: model.trainer_config = TrainerConfig.from_config(cfg, progress=progress is not False and main, verbose=verbose)
+    refuse_too_large(model)                                                # before loading any data
+    fingerprint = config_fingerprint(cfg)
+    old = Trainer.read_meta(ckpt) if (resume and torch_model and main) else None   # a malformed checkpoint is refused now
+    if old is not None and old.get("fingerprint") not in (None, fingerprint):
+        raise TrainingError(f"{ckpt}: this checkpoint was written by a run with a different configuration; train without "
+                            "resume (it will be overwritten) or restore the old config.")
+    if resume and main and (not torch_model or not verbose):     # (a verbose Trainer says it itself, with the epoch)
+        print(f"resuming from {ckpt}" if old is not None else f"no checkpoint at {ckpt}: starting from scratch" if torch_model
+              else f"{name}: nothing to resume ({model.name} is fitted in one step, without checkpoints); fitting it from scratch",
+              file=verbose if verbose not in (True, False, None) else sys.stderr, flush=True)
     t_start = time.perf_counter()
     data = data if data is not None else load_training_data(cfg["data"], progress=bars)
     s = data.split
-    params = {k: v for k, v in cfg["model"].items() if k != "type"}
-    model = get_model_class(cfg["model"]["type"])(**params)
     model.check_memory(data.info["n_users"], data.info["n_items"])        # refuse before any fitting
-    model_dir, report_dir = Path(output_dir) / name, Path(reports_dir) / name
-    ckpt = Path(output_dir) / ".checkpoints" / name / "checkpoint.pt"
-    torch_model = isinstance(model, TorchRecommender)
-    fingerprint = config_fingerprint(cfg)
     meta = {"fingerprint": fingerprint}
     tracker = None
     if mlflow and main:
-        old = Trainer.read_meta(ckpt) if (resume and torch_model) else None
-        if old and old.get("fingerprint") != fingerprint: old = None     # the Trainer reports the mismatch
         tracker = MlflowTracker(name, run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                 tags={"model_type": model.name, "dataset": data.dataset, "split": cfg["data"]["split"],
                                       **({"git_commit": c, "mlflow.source.git.commit": c} if (c := git_commit()) else {})},
@@ -1016,7 +1189,7 @@ def train_from_config(config, overrides: dict | None = None, output_dir="models"
     try:
         valid = s.valid if len(s.valid) else None
         if torch_model:
-            tc = TrainerConfig.from_config(cfg, progress=progress is not False and main, verbose=verbose)
+            tc = model.trainer_config
             if tc.monitor is None: tc = dataclasses.replace(tc, monitor=model.default_monitor if valid is not None else "train_loss")
             model.fit(s.train, valid, config=tc, checkpoint=ckpt, resume=resume,
                       callbacks=[*([tracker] if tracker else []), *callbacks], meta=meta)
@@ -1044,14 +1217,16 @@ def train_from_config(config, overrides: dict | None = None, output_dir="models"
                    **({"model_info": info} if info else {})}
         figures = []
         if main:
-            model.save_pretrained(model_dir, metrics=summary, movies=data.movies)
-            with _atomic_dir(report_dir) as tmp:
-                (tmp / "metrics.json").write_text(json.dumps({**summary, "history": history}, indent=2, default=str))
-                (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-                if history:
-                    f1, f2 = plot_history(history, best_epoch, name)
-                    f1.savefig(tmp / "loss.png", dpi=110); figures.append(report_dir / "loss.png")
-                    if f2 is not None: f2.savefig(tmp / "metrics.png", dpi=110); figures.append(report_dir / "metrics.png")
+            _save(lambda: model.save_pretrained(model_dir, metrics=summary, movies=data.movies), model_dir, "the model")
+            def write_report():
+                with _atomic_dir(report_dir) as tmp:
+                    (tmp / "metrics.json").write_text(json.dumps({**summary, "history": history}, indent=2, default=str))
+                    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+                    if history:
+                        f1, f2 = plot_history(history, best_epoch, name)
+                        f1.savefig(tmp / "loss.png", dpi=110); figures.append(report_dir / "loss.png")
+                        if f2 is not None: f2.savefig(tmp / "metrics.png", dpi=110); figures.append(report_dir / "metrics.png")
+            _save(write_report, report_dir, "the report")
         if tracker:
             tracker.log_metrics({k: v for k, v in valid_metrics.items() if not k.endswith("_s")}, step=best_epoch or 0, prefix="best_valid_")
             tracker.log_metrics({k: v for k, v in test_metrics.items() if not k.endswith("_s")}, step=best_epoch or 0, prefix="test_")

@@ -1,8 +1,8 @@
 """The DVC pipeline (dvc.yaml, params.yaml) end to end on the built-in sample, in a temporary git copy of the
 repository, as a fresh clone would run it: `dvc repro` runs every stage and tracks every run in MLflow, a second
 `dvc repro` does nothing, changing one model's parameter re-runs only that model and the comparison, and
-`dvc metrics show|diff`, `dvc params diff` and `dvc plots show` work. Tiny settings (1 epoch, small vectors)
-keep it to a few minutes."""
+`dvc metrics show|diff`, `dvc params diff` and `dvc plots show` work, and the README's main job leaves
+`git status` clean. Tiny settings (1 epoch, small vectors) keep it to a few minutes."""
 import json
 import os
 import re
@@ -100,6 +100,8 @@ def test_repro_runs_every_stage(pipeline):
         assert sorted(p.name for p in (repo / "models" / m).iterdir()) == \
             ["config.json", "id_maps.json", "metrics.json", "movies.parquet", "pytorch_model.bin"], m
         assert {"metrics.json", "config.yaml"} <= {p.name for p in (repo / "reports" / m).iterdir()}, m
+        # the pipeline's copy of the metrics, committed with dvc.lock (models/ is git-ignored)
+        assert json.loads((repo / "metrics" / f"{m}.json").read_text()) == json.loads((repo / "models" / m / "metrics.json").read_text()), m
         assert json.loads((repo / f"reports/{m}.ipynb").read_text())["metadata"]["papermill"]["parameters"]["model"] == m
     # params.yaml reached the models: the shared training settings and each model's own
     mf = json.loads((repo / "models/matrix_factorization/metrics.json").read_text())
@@ -142,8 +144,9 @@ def test_every_training_run_is_in_mlflow(pipeline):
 def test_second_repro_does_nothing_and_one_change_reruns_one_model(pipeline):
     repo, env = pipeline["repo"], pipeline["env"]
     # commit the results as a maintainer does (dvc.lock and the metrics), so that diffs have a base
-    metrics = [str(p.relative_to(repo)) for p in [*repo.glob("models/*/metrics.json"), repo / "reports/compare/metrics.json",
+    metrics = [str(p.relative_to(repo)) for p in [*repo.glob("metrics/*.json"), repo / "reports/compare/metrics.json",
                                                    repo / "reports/sequential/results.json"]]
+    assert len(metrics) == len(pipeline["params"]["models"]) + 2
     sh([*GIT, "add", "-A"], repo, env)
     sh([*GIT, "add", "-f", *metrics], repo, env)
     sh([*GIT, "commit", "-q", "-m", "results"], repo, env)
@@ -164,7 +167,7 @@ def test_second_repro_does_nothing_and_one_change_reruns_one_model(pipeline):
     assert list(pdiff) == ["params.yaml"] and list(pdiff["params.yaml"]) == ["models.itemknn.model.k"]
     assert pdiff["params.yaml"]["models.itemknn.model.k"]["new"] == 20
     mdiff = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo, env))
-    assert "test.ndcg@10" in mdiff["models/itemknn/metrics.json"] and "models/pop/metrics.json" not in mdiff
+    assert "test.ndcg@10" in mdiff["metrics/itemknn.json"] and "metrics/pop.json" not in mdiff
     assert "models.itemknn.metrics.ndcg@10" in mdiff["reports/compare/metrics.json"]
 
 
@@ -173,9 +176,28 @@ def test_metrics_and_plots_show(pipeline):
     shown = json.loads(sh(["dvc", "metrics", "show", "--json"], repo, env))
     data = shown[""]["data"]
     for m in pipeline["params"]["models"]:
-        assert 0 <= data[f"models/{m}/metrics.json"]["data"]["test"]["ndcg@10"] <= 1, m
+        assert 0 <= data[f"metrics/{m}.json"]["data"]["test"]["ndcg@10"] <= 1, m
     assert set(data["reports/compare/metrics.json"]["data"]["models"]) == set(pipeline["params"]["compare"]["models"].split(","))
     assert "ndcg@10" in data["reports/sequential/results.json"]["data"]["results"]["sample"]["itemknn"]
     plots = json.loads(sh(["dvc", "plots", "show", "--json"], repo, env))
     assert not plots.get("errors") and "reports/compare/comparison.csv" in plots["data"]
     assert not (repo / "dvc_plots").exists()
+
+
+def test_main_job_leaves_git_status_clean(pipeline):
+    """The README's main job (`papermill nbs/train.ipynb reports/train.ipynb`, here 1 epoch) and `movie-genie train`,
+    run by hand in a checkout with the pipeline's results committed, change no tracked file and add no untracked
+    one: everything they write (models/, reports/, mlflow.db, mlartifacts/) is git-ignored, and the pipeline's
+    committed metrics live in metrics/, where only the DVC stages write."""
+    repo = pipeline["repo"]
+    env = {k: v for k, v in pipeline["env"].items() if k != "MLFLOW_TRACKING_URI"}      # MLflow at the project root, as by hand
+    sh([*GIT, "add", "-A"], repo, env)
+    sh([*GIT, "commit", "-q", "--allow-empty", "-m", "the pipeline's results"], repo, env)
+    assert sh(["git", "status", "--porcelain"], repo, env) == ""
+    committed = {p: (repo / p).read_bytes() for p in sh(["git", "ls-files", "metrics"], repo, env).split()}
+    assert committed
+    sh(["papermill", "nbs/train.ipynb", "reports/train.ipynb", "-p", "num_epochs", "1"], repo, env)
+    sh(["movie-genie", "train", "--config", "configs/bpr.yaml", "--set", "training.num_epochs=1", "--quiet"], repo, env)
+    assert (repo / "models/matrix_factorization/pytorch_model.bin").exists() and (repo / "mlflow.db").exists()
+    assert sh(["git", "status", "--porcelain", "--untracked-files=all"], repo, env) == ""
+    assert {p: (repo / p).read_bytes() for p in committed} == committed

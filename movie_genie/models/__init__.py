@@ -18,8 +18,8 @@ from ..metrics import mask_scores
 
 # %% auto #0
 __all__ = ['ALIASES', 'UnknownIdError', 'CheckpointError', 'InsufficientMemoryError', 'available_memory', 'check_memory',
-           'Interactions', 'seed_everything', 'Recommender', 'register_model', 'list_models', 'get_model_class',
-           'get_model']
+           'Interactions', 'check_csr', 'seed_everything', 'Recommender', 'register_model', 'list_models',
+           'get_model_class', 'get_model']
 
 # %% ../../nbs/02_models.ipynb #7869b619
 class UnknownIdError(KeyError):
@@ -73,6 +73,78 @@ class Interactions:
         m = sp.csr_matrix((v, (self.users, self.items)), shape=(self.n_users, self.n_items))
         if values == "binary": m.data[:] = 1.0
         return m
+
+# %% ../../nbs/02_models.ipynb #8c83566d
+def _int_ids(values, what: str, where: str) -> np.ndarray:
+    "A JSON list of distinct non-negative integer ids as int64, or a `CheckpointError` saying what is wrong."
+    if not isinstance(values, list): raise CheckpointError(f"{where}: {what} must be a list of integer ids, got {type(values).__name__}.")
+    bad = next((i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63), None)
+    if bad is not None: raise CheckpointError(f"{where}: {what}[{bad}] is {values[bad]!r}, not a non-negative 64-bit integer id.")
+    ids = np.asarray(values, dtype=np.int64)
+    if len(np.unique(ids)) != len(ids): raise CheckpointError(f"{where}: {what} lists an id twice.")
+    return ids
+
+def check_csr(indptr, indices, shape: tuple[int, int], what: str, where: str):
+    "Raise `CheckpointError` unless `(indptr, indices)` is a valid compressed-sparse structure of `shape` (rows, columns)."
+    for name, t in (("indptr", indptr), ("indices", indices)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.is_floating_point() or t.is_complex():
+            raise CheckpointError(f"{where}: {what}.{name} must be a 1-D integer tensor.")
+    rows, cols = shape
+    if len(indptr) != rows + 1:
+        raise CheckpointError(f"{where}: {what}.indptr has {len(indptr)} entries; {rows} rows need {rows + 1}.")
+    if int(indptr[0]) != 0 or int(indptr[-1]) != len(indices) or bool((indptr[1:] < indptr[:-1]).any()):
+        raise CheckpointError(f"{where}: {what}.indptr must rise from 0 to the {len(indices)} stored entries.")
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= cols):
+        raise CheckpointError(f"{where}: {what}.indices run from {int(indices.min())} to {int(indices.max())}; "
+                              f"{cols} columns allow 0 to {cols - 1}.")
+
+def _check_state(state, where: str) -> dict:
+    "The tensors of `pytorch_model.bin`: a dict of named tensors, every floating one finite."
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}: must hold a dict of named tensors, got {type(state).__name__}; re-train or re-save the model.")
+    bad = next((k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
+    if bad is not None: raise CheckpointError(f"{where}: {bad!r} is a {type(state[bad]).__name__}, not a tensor; re-train or re-save the model.")
+    for k, v in state.items():
+        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
+            n = int((~torch.isfinite(v)).sum())
+            raise CheckpointError(f"{where}: {k} holds {n:,} non-finite values (NaN or infinity) of {v.numel():,}; "
+                                  "the training diverged or the file was altered: re-train the model.")
+    return state
+
+def _read_json(p: Path):
+    try: return json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p}: not valid JSON ({str(e)[:120]}); re-train or re-save the model.") from None
+
+def _read_checkpoint(path: Path) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+    "`(config, user ids, movie ids, tensors)` of a model folder, each checked for type and consistency."
+    if not path.is_dir(): raise CheckpointError(f"{path}: not a folder; give the folder written by save_pretrained.")
+    for f in ("config.json", "id_maps.json", "pytorch_model.bin"):
+        p = path / f
+        if not p.exists(): raise CheckpointError(f"{p}: missing; is this a folder written by save_pretrained? Re-train or re-save the model.")
+        if not p.is_file(): raise CheckpointError(f"{p}: not a regular file; a checkpoint holds plain files only.")
+    config, maps = _read_json(path / "config.json"), _read_json(path / "id_maps.json")
+    if not isinstance(config, dict): raise CheckpointError(f"{path / 'config.json'}: must be a JSON object, got {type(config).__name__}.")
+    if not isinstance(config.get("model_type"), str):
+        raise CheckpointError(f"{path / 'config.json'}: model_type must be a model name, got {config.get('model_type')!r}.")
+    if not isinstance(config.get("params", {}), dict):
+        raise CheckpointError(f"{path / 'config.json'}: params must be a JSON object, got {type(config['params']).__name__}.")
+    if not isinstance(maps, dict): raise CheckpointError(f"{path / 'id_maps.json'}: must be a JSON object, got {type(maps).__name__}.")
+    users = _int_ids(maps.get("user_ids"), "user_ids", str(path / "id_maps.json"))
+    items = _int_ids(maps.get("movie_ids"), "movie_ids", str(path / "id_maps.json"))
+    for key, ids in (("n_users", users), ("n_items", items)):
+        if key in config and config[key] != len(ids):
+            raise CheckpointError(f"{path}: config.json says {key}={config[key]!r} but id_maps.json lists {len(ids)}; "
+                                  "the files come from different models: re-train or re-save the model.")
+    try: state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path / 'pytorch_model.bin'}: corrupt checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                              "re-train or re-save the model.") from None
+    state = _check_state(state, str(path / "pytorch_model.bin"))
+    for k in ("seen.indptr", "seen.indices"):
+        if k not in state: raise CheckpointError(f"{path / 'pytorch_model.bin'}: lacks {k}; re-train or re-save the model.")
+    check_csr(state["seen.indptr"], state["seen.indices"], (len(users), len(items)), "seen", str(path / "pytorch_model.bin"))
+    return config, users, items, state
 
 # %% ../../nbs/02_models.ipynb #bb605511
 def _check_frame(df, name, cols=("user_id", "movie_id")):
@@ -237,41 +309,47 @@ class Recommender:
 
     @classmethod
     def from_pretrained(cls, path):
-        "Load a model saved by `save_pretrained` (any registered type from the base class); safe: no pickle."
+        """Load a model saved by `save_pretrained` (any registered type from the base class); safe: no pickle.
+        Every file is checked for consistency first (see above): a bad folder is a `CheckpointError`, never a crash."""
         path = Path(path)
-        if not (path / "config.json").exists():
-            raise CheckpointError(f"{path}: no config.json; is this a folder written by save_pretrained?")
-        try:
-            config = json.loads((path / "config.json").read_text())
-            maps = json.loads((path / "id_maps.json").read_text())
-            state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        except FileNotFoundError as e:
-            raise CheckpointError(f"{path}: missing {Path(e.filename).name}; re-train or re-save the model.") from None
-        except Exception as e:
-            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {str(e)[:200]}); re-train or re-save the model.") from None
-        mtype = config.get("model_type")
-        klass = get_model_class(mtype) if cls is Recommender else cls
-        if klass.name != mtype and mtype not in ALIASES:
+        config, user_ids, movie_ids, state = _read_checkpoint(path)
+        mtype = config["model_type"]
+        try: klass = get_model_class(mtype) if cls is Recommender else cls
+        except ValueError as e: raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+        if klass.name != mtype and ALIASES.get(mtype) != klass.name:
             raise CheckpointError(f"{path}: holds a {mtype!r} model, not {klass.name!r}; load it with Recommender.from_pretrained.")
         try:
             model = klass(**config.get("params", {}))
-            model.user_map, model.item_map = IdMap(maps["user_ids"]), IdMap(maps["movie_ids"])
-            n_u, n_i = len(model.user_map), len(model.item_map)
+            model.user_map, model.item_map = IdMap(user_ids), IdMap(movie_ids)
             seen = sp.csr_matrix((np.ones(len(state["seen.indices"]), np.float32), state["seen.indices"].numpy(),
-                                  state["seen.indptr"].numpy()), shape=(n_u, n_i))
+                                  state["seen.indptr"].numpy()), shape=(len(user_ids), len(movie_ids)))
             model._set_seen(seen)
             model.trained_at = config.get("trained_at")
             model._load_state({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        except CheckpointError: raise
+            model._probe()
+        except CheckpointError as e: raise CheckpointError(str(e) if str(path) in str(e) else f"{path}/{e}") from None
         except Exception as e:
-            raise CheckpointError(f"{path}: checkpoint does not fit a {mtype!r} model ({type(e).__name__}: {str(e)[:200]}).") from None
-        try:
-            metrics = path / "metrics.json"
-            model.metrics = json.loads(metrics.read_text()) if metrics.exists() else {}
-            model.movies = pd.read_parquet(path / "movies.parquet") if (path / "movies.parquet").exists() else None
+            raise CheckpointError(f"{path}: checkpoint does not fit a {mtype!r} model of {len(user_ids):,} users and "
+                                  f"{len(movie_ids):,} movies ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                                  "re-train or re-save the model.") from None
+        model.metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+        if not isinstance(model.metrics, dict): raise CheckpointError(f"{path / 'metrics.json'}: must be a JSON object of metrics.")
+        try: model.movies = pd.read_parquet(path / "movies.parquet") if (path / "movies.parquet").is_file() else None
         except Exception as e:
-            raise CheckpointError(f"{path}: corrupt metrics.json or movies.parquet ({type(e).__name__}); re-train or re-save the model.") from None
+            raise CheckpointError(f"{path / 'movies.parquet'}: not a readable Parquet file ({type(e).__name__}: {str(e)[:100]}); "
+                                  "re-train or re-save the model.") from None
         return model
+
+    def _probe(self):
+        "Score the first and last user and find the first movie's neighbours: `[rows, n_items]`, no NaN, or a ValueError."
+        users = np.unique(np.array([0, self.n_users - 1])) if self.n_users else np.zeros(0, np.int64)
+        with torch.no_grad():
+            for what, out, rows in (("scores", self._score(users) if len(users) else None, len(users)),
+                                    ("similarities", self._similar(np.array([0])) if self.n_items else None, 1)):
+                if out is None: continue
+                if tuple(out.shape) != (rows, self.n_items):
+                    raise ValueError(f"its {what} have shape {tuple(out.shape)}, not ({rows}, {self.n_items}): the weights do not fit the catalog")
+                if bool(torch.isnan(out).any()): raise ValueError(f"its {what} are NaN")
 
 # %% ../../nbs/02_models.ipynb #e5f2449c
 _REGISTRY: dict[str, type] = {}

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from ..data import progress_bar
-from . import Interactions, Recommender, register_model
+from . import Interactions, Recommender, check_csr, register_model
 
 # %% auto #0
 __all__ = ['BM25_K1', 'BM25_B', 'WEIGHTINGS', 'weight_matrix', 'topk_similarity', 'ItemKNN']
@@ -101,5 +101,8 @@ class ItemKNN(Recommender):
     def _state(self) -> dict: return _csr_tensor_parts(self.W, "W")
     def _load_state(self, state: dict):
         n = self.n_items
+        if "W.data" not in state or len(state["W.data"]) != len(state.get("W.indices", ())):
+            raise ValueError("W.data is missing or does not match W.indices")
+        check_csr(state["W.indptr"], state["W.indices"], (n, n), "W", "pytorch_model.bin")   # before SciPy reads them
         self.W = sp.csc_matrix((state["W.data"].numpy(), state["W.indices"].numpy(), state["W.indptr"].numpy()),
                                shape=(n, n)).tocsr()

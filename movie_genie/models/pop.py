@@ -31,4 +31,7 @@ class Popularity(Recommender):
         return self.counts.expand(len(items), -1).clone()
 
     def _state(self) -> dict: return {"counts": self.counts}
-    def _load_state(self, state: dict): self.counts = state["counts"].float()
+    def _load_state(self, state: dict):
+        if state["counts"].shape != (self.n_items,):
+            raise ValueError(f"counts has shape {tuple(state['counts'].shape)}, expected ({self.n_items},)")
+        self.counts = state["counts"].float()
