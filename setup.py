@@ -33,6 +33,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['movie_genie', 'movie_genie.*']),
     include_package_data=True,
+    package_data={'movie_genie': ['static/swagger/*']},      # Swagger UI for an offline /docs (web chapter)
     install_requires=requirements,
     extras_require={'dev': dev_requirements, 'bench': bench_requirements},
     python_requires='>=' + cfg['min_python'],

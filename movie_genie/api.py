@@ -12,8 +12,8 @@ import torch
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from fastapi.responses import Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 try: import orjson
@@ -22,16 +22,17 @@ except ImportError: orjson = None
 from .models import ALIASES, UnknownIdError
 from .serving import (MAX_BATCH_CELLS, MAX_ID, MAX_K, MAX_SESSION, ModelService, UnknownModelError,
                                  UnsupportedModelError)
+from .web import add_web
 
 log = logging.getLogger("movie_genie.api")
 
 # %% auto #0
-__all__ = ['log', 'UserId', 'MovieId', 'TopK', 'MAX_BODY', 'BODY_TIMEOUT', 'ModelName', 'SessionModelName', 'MovieIdPath',
-           'UserIdPath', 'KQuery', 'ModelQuery', 'InvalidRequestError', 'RecommendRequest', 'BatchRequest',
-           'SessionRequest', 'Movie', 'ScoredMovie', 'ModelAnswer', 'Recommendations', 'UserRecommendations',
-           'BatchRecommendations', 'SessionRecommendations', 'MovieAnswer', 'SimilarMovies', 'SearchResults',
-           'UserHistory', 'ModelInfo', 'ModelFailure', 'ModelsAnswer', 'Health', 'ErrorAnswer', 'error_response',
-           'BodyTimeout', 'create_app', 'header_timeout_protocol', 'serve']
+__all__ = ['log', 'UserId', 'MovieId', 'TopK', 'Rating', 'MovieKey', 'MAX_BODY', 'BODY_TIMEOUT', 'ModelName', 'SessionModelName',
+           'MovieIdPath', 'UserIdPath', 'KQuery', 'ModelQuery', 'InvalidRequestError', 'RecommendRequest',
+           'BatchRequest', 'SessionRequest', 'Movie', 'ScoredMovie', 'HistoryMovie', 'ModelAnswer', 'Recommendations',
+           'UserRecommendations', 'BatchRecommendations', 'SessionRecommendations', 'MovieAnswer', 'SimilarMovies',
+           'SearchResults', 'UserHistory', 'ModelInfo', 'ModelFailure', 'ModelsAnswer', 'Health', 'ErrorAnswer',
+           'error_response', 'BodyTimeout', 'create_app', 'header_timeout_protocol', 'serve']
 
 # %% ../nbs/21_api.ipynb #ad71297d
 class InvalidRequestError(ValueError):
@@ -66,12 +67,24 @@ class BatchRequest(BaseModel):
                              f"one batch answers at most {MAX_BATCH_CELLS:,} (users x k): send fewer users or a smaller k")
         return self
 
+Rating = Annotated[float, Field(ge=0.5, le=5.0, allow_inf_nan=False, description="a rating, 0.5..5")]
+MovieKey = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,18})$")]   # a movie id as a JSON object key
+
 class SessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"movie_ids": [1, 50, 260], "k": 10}]})
+    """A visitor's movies, oldest first, and optionally ratings of some of them, by movie id
+    (`{"260": 5, "1": 2}`); an unrated movie counts as liked (5), a rating of a movie not in the list is ignored."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"movie_ids": [1, 50, 260], "ratings": {"50": 4}, "k": 10}]})
     movie_ids: Annotated[list[MovieId], Field(min_length=1, max_length=MAX_SESSION,
                                               description="1..1000 movie ids the user watched, oldest first")]
+    ratings: Annotated[dict[MovieKey, Rating], Field(max_length=MAX_SESSION, description="movie id -> rating, for any of the movies",
+                                                     json_schema_extra={"additionalProperties": False})] = {}
     k: TopK = 10
     exclude_seen: Annotated[bool, Field(strict=True, description="leave out the movies of the session")] = True
+
+    def rating_list(self) -> list[float] | None:
+        "One rating per movie id (5, liked, where none is given), or None when no movie of the list is rated."
+        if not any(str(m) in self.ratings for m in self.movie_ids): return None
+        return [self.ratings.get(str(m), 5.0) for m in self.movie_ids]
 
 class Movie(BaseModel):
     movie_id: int
@@ -82,6 +95,11 @@ class Movie(BaseModel):
 class ScoredMovie(Movie):
     score: float
     rank: int
+    because_movie_id: int | None = Field(None, description="the movie of the history that contributed most (when the model says)")
+
+class HistoryMovie(Movie):
+    rating: float | None = None
+    timestamp: int | None = Field(None, description="seconds since 1970-01-01 UTC")
 
 class ModelAnswer(BaseModel):
     "What every answer of a model carries."
@@ -128,7 +146,7 @@ class UserHistory(BaseModel):
     user_id: int
     model: str
     n_movies: int
-    movies: list[Movie]
+    movies: list[HistoryMovie]
 
 class ModelInfo(BaseModel):
     name: str
@@ -138,7 +156,7 @@ class ModelInfo(BaseModel):
     trained_at: str | None
     n_users: int
     n_items: int
-    sessions: bool                     # answers POST /api/recommendations/{model}/session
+    sessions: bool = Field(description="a sequence model: reads the visitor's movies in order (every model answers /session)")
 
 class ModelFailure(BaseModel):
     name: str
@@ -284,15 +302,12 @@ def _openapi_body(schema: type[BaseModel]) -> dict:
 def create_app(service: ModelService | str | Path = "models", body_timeout: float = BODY_TIMEOUT) -> FastAPI:
     "The FastAPI app serving `service` (a `ModelService`, or a models folder to load one from)."
     svc = service if isinstance(service, ModelService) else ModelService(service)
-    app = FastAPI(title="Movie Genie", version=_version(), redirect_slashes=False,
+    app = FastAPI(title="Movie Genie", version=_version(), redirect_slashes=False, docs_url=None, redoc_url=None,
                         description="Movie recommendations from MovieLens ratings. Models: " + (", ".join(svc.models) or "none loaded") + ".",
                         responses={404: {"model": ErrorAnswer}, 422: {"model": ErrorAnswer}})
     app.state.service = svc
     _install_error_handlers(app)
     app.add_middleware(BodyTimeout, timeout=body_timeout)
-
-    @app.get("/", include_in_schema=False)
-    async def root(): return RedirectResponse("/docs")
 
     @app.get("/api/health", response_model=Health, tags=["status"])
     async def health():
@@ -321,12 +336,13 @@ def create_app(service: ModelService | str | Path = "models", body_timeout: floa
     @app.post("/api/recommendations/{model}/session", response_model=SessionRecommendations, tags=["recommendations"],
               openapi_extra=_openapi_body(SessionRequest), responses=_POST_ERRORS)
     async def recommend_session(model: SessionModelName, request: Request):
-        """Top-k movies for a visitor without a user id, from the movies they just watched (oldest first).
-        Sequence models only (others answer 404 `unsupported_model` with the models that can). Movie ids the model does not know are
-        listed in `unknown_movie_ids` and ignored; with none known, popular movies with `fallback: true`.
-        Scored in the thread pool (a forward pass of the network), so other requests go on meanwhile."""
+        """Top-k movies for a visitor without a user id, from the movies they picked or just watched (oldest first),
+        optionally rated. Every model answers: sequence models read a session, item-item models score the list,
+        factor models fold the visitor in. Movie ids the model does not know are listed in `unknown_movie_ids` and
+        ignored; with none known, popular movies with `fallback: true`. Scored in the thread pool, so other requests
+        go on meanwhile."""
         req = _parse(SessionRequest, await _read_body(request))
-        return _json(await run_in_threadpool(_call, svc.recommend_session, model, req.movie_ids, req.k, req.exclude_seen))
+        return _json(await run_in_threadpool(_call, svc.recommend_session, model, req.movie_ids, req.k, req.exclude_seen, req.rating_list()))
 
     @app.get("/api/movies/search", response_model=SearchResults, tags=["movies"])
     async def search(q: Annotated[str, Query(min_length=1, max_length=200, description="words of the title; case and accents ignored")],
@@ -349,6 +365,7 @@ def create_app(service: ModelService | str | Path = "models", body_timeout: floa
         "The movies the user interacted with in a model's training data."
         return _json(_call(svc.user_history, user_id, model))
 
+    add_web(app)                     # the page at /, and /docs served from the package (next chapter)
     for route in list(app.routes):   # every GET route answers HEAD too (headers only), left out of the OpenAPI document
         if isinstance(route, APIRoute) and route.methods == {"GET"}:
             app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False)

@@ -20,8 +20,8 @@ from .models import ALIASES, CheckpointError, Recommender, UnknownIdError
 log = logging.getLogger("movie_genie.serving")
 
 # %% auto #0
-__all__ = ['log', 'MAX_ID', 'MAX_K', 'MAX_SESSION', 'MAX_BATCH_CELLS', 'DENSE_ITEM_ITEM', 'FAST_SCORERS', 'fold_text',
-           'UnknownModelError', 'UnsupportedModelError', 'ModelService']
+__all__ = ['log', 'MAX_ID', 'MAX_K', 'MAX_SESSION', 'MAX_BATCH_CELLS', 'RATING_RANGE', 'DENSE_ITEM_ITEM', 'FAST_SCORERS',
+           'fold_text', 'UnknownModelError', 'UnsupportedModelError', 'ModelService']
 
 # %% ../nbs/20_serving.ipynb #651d922a
 _PUNCT = re.compile(r"[^\w]+")
@@ -46,7 +46,8 @@ class UnknownModelError(KeyError):
     def __str__(self): return self.args[0]
 
 class UnsupportedModelError(ValueError):
-    "A loaded model that cannot answer a request (a session, say); `supported` lists the loaded models that can."
+    """A loaded model that cannot answer a request; `supported` lists the loaded models that can. (Kept for
+    callers that catch it: since every model folds a session in, `recommend_session` no longer raises it.)"""
     def __init__(self, message: str, supported: list[str]):
         self.supported = list(supported)
         super().__init__(message)
@@ -55,6 +56,7 @@ MAX_ID = 2**63 - 1
 MAX_K = 1000
 MAX_SESSION = 1000   # movie ids in one session request
 MAX_BATCH_CELLS = 100_000   # users x k in one batch: the size of the answer (about 10 MB of JSON)
+RATING_RANGE = (0.5, 5.0)   # the ratings a session may give its movies (MovieLens stars)
 
 def _check_id(value, what: str) -> int:
     "A raw user or movie id: a non-negative integer that fits in int64."
@@ -81,6 +83,21 @@ def _check_ids(values, what: str, limit: int) -> list[int]:
     if len(vals) > limit:
         raise ValueError(f"{what} has {n if n is not None else 'more than ' + str(limit)} ids; at most {limit} are allowed.")
     return [_check_id(v, f"{what}[{i}]") for i, v in enumerate(vals)]
+
+def _check_ratings(values, n: int) -> list[float] | None:
+    "None, or one rating per movie id (`n`), each a finite number within `RATING_RANGE`."
+    if values is None: return None
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__"):
+        raise ValueError(f"ratings must be a list of numbers, got {type(values).__name__} {str(values)[:50]!r}.")
+    if len(values) != n: raise ValueError(f"ratings has {len(values)} values for {n} movie ids; give one rating per movie.")
+    lo, hi = RATING_RANGE
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"ratings[{i}] must be a number, got {type(v).__name__} {str(v)[:50]!r}.")
+        if not (np.isfinite(v) and lo <= float(v) <= hi): raise ValueError(f"ratings[{i}] must lie between {lo} and {hi}, got {v}.")
+        out.append(float(v))
+    return out
 
 # %% ../nbs/20_serving.ipynb #5f67b391
 def _movie_info(movie_id: int, row) -> dict:
@@ -115,12 +132,13 @@ class _Loaded:
     user_index: dict = field(default_factory=dict)   # raw user id -> index (a dict lookup beats numpy on one id)
     seen_ptr: list = field(default_factory=list)     # seen_indptr as Python ints (cheaper to slice with)
     scorer: Any = None                 # single-user scorer from the model's item representations (below)
+    fast_session: bool = True          # base-class `recommend_from_history`: sessions through the model's fold-in hooks
 
     @property
     def type(self): return self.config.get("model_type", self.model.name)
     @property
     def sessions(self) -> bool:
-        "Whether the model recommends from a session of movies (sequence models: `recommend_for_history`)."
+        "Whether the model reads a session as a sequence (sequence models: `recommend_for_history`); every model folds one in."
         return callable(getattr(self.model, "recommend_for_history", None))
 
     def info(self) -> dict:
@@ -215,6 +233,7 @@ def _load(name: str, path: Path, catalog: dict[int, dict]) -> _Loaded:
         uunit = unit.T.tocsr()
     e = _Loaded(name, model, config, items, seen.indptr.astype(np.int64), torch.from_numpy(seen.indices.astype(np.int64)),
                 model._popularity_scores(1)[0].clone(), type(model).recommend is Recommender.recommend, fast_sim, unit, uunit)
+    e.fast_session = type(model).recommend_from_history is Recommender.recommend_from_history
     e.user_index = dict(zip(model.user_map.ids.tolist(), range(model.n_users)))
     e.seen_ptr = e.seen_indptr.tolist()
     e.scorer = _fast_scorer(model, seen) if e.fast_recommend else None
@@ -265,7 +284,7 @@ class ModelService:
         try:
             if e.model.n_users: self._recommend_one(e, int(e.model.user_map.ids[0]), 1, True)
             self._recommend_one(e, -1, 1, True)
-            if e.sessions and e.model.n_items: e.model.recommend_for_history(e.model.item_map.ids[:1], k=1)
+            if e.model.n_items: self._session(e, e.model.item_map.ids[:1].tolist(), 1, True, None)
         except Exception as ex: log.warning("warm-up of %s failed: %s", e.name, ex)
 
     # -- recommendations ------------------------------------------------------------------------
@@ -342,27 +361,36 @@ class ModelService:
     # -- sessions -------------------------------------------------------------------------------
     @property
     def session_models(self) -> list[str]:
-        "The loaded models that recommend from a session of movies (those with `recommend_for_history`)."
+        "The loaded models that read a session as a sequence (those with `recommend_for_history`); every model answers sessions."
         return [name for name, e in self.models.items() if e.sessions]
 
-    def recommend_session(self, model: str, movie_ids, k: int = 10, exclude_seen: bool = True) -> dict:
-        "Top-`k` movies after a session of raw `movie_ids` (oldest first), for a user without an id; sequence models only."
+    def _session(self, e: _Loaded, ids: list[int], k: int, exclude_seen: bool, ratings) -> tuple[list[int], bool, list[dict]]:
+        "`(unknown ids, fallback, recommendations)` of a checked session: the model's fold-in hooks, or its own method."
+        m = e.model
+        if not e.fast_session:                     # sequence models (their session path) and models with their own method
+            df = m.recommend_from_history(np.array(ids, dtype=np.int64), ratings=ratings, k=k, exclude_seen=exclude_seen)
+            unknown = [int(i) for i in df.attrs.get("unknown_movie_ids", [])]
+            why = df["because_movie_id"].tolist() if "because_movie_id" in df else [None] * len(df)
+            pos = m.item_map.index(df.movie_id.to_numpy())
+            recs = [{**e.items[i], "score": v, "rank": int(r), "because_movie_id": None if pd.isna(w) else int(w)}
+                    for i, v, r, w in zip(pos.tolist(), df.score.astype(float).tolist(), df["rank"].tolist(), why)]
+            return unknown, bool(df["fallback"].iloc[0]) if len(df) else len(unknown) == len(ids), recs
+        items, r, unknown = m._history_items(ids, ratings)
+        idx, vals, because = m._history_topk(items, r, k, exclude_seen)
+        why = [None] * len(idx) if because is None else [int(w) if b >= 0 else None
+                                                         for b, w in zip(because.tolist(), m.item_map.id(np.maximum(because, 0)).tolist())]
+        items_json = e.items
+        recs = [{**items_json[i], "score": v, "rank": n, "because_movie_id": w}
+                for n, (i, v, w) in enumerate(zip(idx.tolist(), vals.tolist(), why), 1)]
+        return [int(i) for i in unknown], len(items) == 0, recs
+
+    def recommend_session(self, model: str, movie_ids, k: int = 10, exclude_seen: bool = True, ratings=None) -> dict:
+        """Top-`k` movies for a visitor without a user id, from the raw `movie_ids` they watched (oldest first) and,
+        optionally, their `ratings` (one per movie, within `RATING_RANGE`): any model, by fold-in."""
         e, k = self._resolve(model), _check_k(k)
         ids = _check_ids(movie_ids, "movie_ids", MAX_SESSION)
-        if not e.sessions:
-            can = self.session_models
-            raise UnsupportedModelError(
-                f"Model {e.name!r} ({e.type}) recommends only for the users it was trained on, not from a session of movies. "
-                + (f"Models that can: {', '.join(can)}." if can else
-                   "No loaded model can; train a sequence model (sasrec, bert4rec or two_tower), e.g. "
-                   "`movie-genie train --config configs/sasrec.yaml`."), can)
-        m = e.model
-        df = m.recommend_for_history(np.array(ids, dtype=np.int64), k=k, exclude_seen=bool(exclude_seen))
-        unknown = [int(i) for i in df.attrs.get("unknown_movie_ids", [])]
-        fallback = bool(df["fallback"].iloc[0]) if len(df) else len(unknown) == len(ids)
-        pos = m.item_map.index(df.movie_id.to_numpy())
-        recs = [{**e.items[i], "score": v, "rank": int(r)}
-                for i, v, r in zip(pos.tolist(), df.score.astype(float).tolist(), df["rank"].tolist())]
+        ratings = _check_ratings(ratings, len(ids))
+        unknown, fallback, recs = self._session(e, ids, k, bool(exclude_seen), ratings)
         return {"model": e.name, "model_type": e.type, "movie_ids": ids, "unknown_movie_ids": unknown,
                 "fallback": fallback, "recommendations": recs}
 
@@ -446,14 +474,21 @@ class ModelService:
         return self.catalog[mid]
 
     def user_history(self, user_id: int, model: str | None = None) -> dict:
-        "The movies `user_id` interacted with in the training data of `model` (default: the first model that knows the user)."
+        """The movies `user_id` interacted with in the training data of `model` (default: the first model that knows
+        the user), each with its `rating` and `timestamp` (null when the checkpoint has none), newest first."""
         uid = _check_id(user_id, "user_id")
         cands = [self._resolve(model)] if model is not None else list(self.models.values())
         for e in cands:
             u = e.model.user_map.index([uid], missing=-1)[0]
             if u >= 0:
-                items = e.seen_indices[e.seen_indptr[u]:e.seen_indptr[u + 1]].tolist()
-                return {"user_id": uid, "model": e.name, "n_movies": len(items), "movies": [e.items[i] for i in items]}
+                a, b = int(e.seen_indptr[u]), int(e.seen_indptr[u + 1])
+                items = e.seen_indices[a:b].tolist()
+                r, t = getattr(e.model, "seen_ratings", None), getattr(e.model, "seen_timestamps", None)
+                ratings = r[a:b].tolist() if r is not None else [None] * len(items)
+                times = t[a:b].tolist() if t is not None else [None] * len(items)
+                order = np.argsort(-t[a:b], kind="stable").tolist() if t is not None else range(len(items))
+                return {"user_id": uid, "model": e.name, "n_movies": len(items),
+                        "movies": [{**e.items[items[j]], "rating": ratings[j], "timestamp": times[j]} for j in order]}
         raise UnknownIdError(f"user {uid} is not in the training data of {'model ' + repr(cands[0].name) if model else 'any loaded model'}.")
 
     # -- status ---------------------------------------------------------------------------------

@@ -1217,7 +1217,8 @@ def train_from_config(config, overrides: dict | None = None, output_dir="models"
                    **({"model_info": info} if info else {})}
         figures = []
         if main:
-            _save(lambda: model.save_pretrained(model_dir, metrics=summary, movies=data.movies), model_dir, "the model")
+            curves = json.loads(json.dumps(history, default=str))      # the per-epoch curves travel with the model (served: the web page)
+            _save(lambda: model.save_pretrained(model_dir, metrics={**summary, "history": curves}, movies=data.movies), model_dir, "the model")
             def write_report():
                 with _atomic_dir(report_dir) as tmp:
                     (tmp / "metrics.json").write_text(json.dumps({**summary, "history": history}, indent=2, default=str))

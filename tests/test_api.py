@@ -259,9 +259,13 @@ def test_session_long_and_repeated(client, trained):
 
 
 @pytest.mark.parametrize("name", ["mf", "matrix_factorization", "ease", "pop", "svd"])
-def test_session_unsupported_model(client, name):
-    e = err(client.post(f"/api/recommendations/{name}/session", json={"movie_ids": [1, 2]}), 404, "unsupported_model")
-    assert e["supported"] == ["sasrec"] and "Models that can: sasrec" in e["message"]
+def test_session_any_model(client, trained, name):
+    "Models that only know their training users answer a session too, by fold-in (no more 404 unsupported_model)."
+    r = ok(client.post(f"/api/recommendations/{name}/session", json={"movie_ids": [1, 2, 10**12], "k": 5}))
+    got = [x["movie_id"] for x in r["recommendations"]]
+    ref = trained["models"][{"mf": "matrix_factorization"}.get(name, name)].recommend_from_history([1, 2, 10**12], k=5)
+    assert got == ref.movie_id.tolist() and len(got) == 5 and not {1, 2} & set(got)
+    assert r["unknown_movie_ids"] == [10**12] and r["fallback"] is False
 
 
 def test_session_errors(client):

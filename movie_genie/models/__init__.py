@@ -18,8 +18,8 @@ from ..metrics import mask_scores
 
 # %% auto #0
 __all__ = ['ALIASES', 'UnknownIdError', 'CheckpointError', 'InsufficientMemoryError', 'available_memory', 'check_memory',
-           'Interactions', 'check_csr', 'seed_everything', 'Recommender', 'register_model', 'list_models',
-           'get_model_class', 'get_model']
+           'Interactions', 'latest_entries', 'check_csr', 'seed_everything', 'Recommender', 'register_model',
+           'list_models', 'get_model_class', 'get_model']
 
 # %% ../../nbs/02_models.ipynb #7869b619
 class UnknownIdError(KeyError):
@@ -73,6 +73,18 @@ class Interactions:
         m = sp.csr_matrix((v, (self.users, self.items)), shape=(self.n_users, self.n_items))
         if values == "binary": m.data[:] = 1.0
         return m
+
+def latest_entries(data: Interactions) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """The binary `[n_users, n_items]` matrix of `data` (a canonical CSR: each row's columns sorted, no duplicates)
+    and, aligned with its entries, each pair's rating and timestamp; a pair seen twice keeps its latest."""
+    order = np.lexsort((data.timestamps, data.items, data.users))      # by user, then item, then time
+    u, i = data.users[order], data.items[order]
+    last = np.ones(len(u), bool)
+    last[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])                   # the last (latest) row of each pair
+    indptr = np.zeros(data.n_users + 1, np.int64)
+    np.cumsum(np.bincount(u[last], minlength=data.n_users), out=indptr[1:])
+    seen = sp.csr_matrix((np.ones(int(last.sum()), np.float32), i[last].astype(np.int64), indptr), shape=(data.n_users, data.n_items))
+    return seen, data.ratings[order][last].astype(np.float32), data.timestamps[order][last].astype(np.int64)
 
 # %% ../../nbs/02_models.ipynb #8c83566d
 def _int_ids(values, what: str, where: str) -> np.ndarray:
@@ -144,6 +156,15 @@ def _read_checkpoint(path: Path) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     for k in ("seen.indptr", "seen.indices"):
         if k not in state: raise CheckpointError(f"{path / 'pytorch_model.bin'}: lacks {k}; re-train or re-save the model.")
     check_csr(state["seen.indptr"], state["seen.indices"], (len(users), len(items)), "seen", str(path / "pytorch_model.bin"))
+    for k, floating in (("seen.ratings", True), ("seen.timestamps", False)):     # optional: older checkpoints lack them
+        if k not in state: continue
+        v = state[k]
+        if v.dim() != 1 or v.is_complex() or v.is_floating_point() != floating or v.dtype == torch.bool:
+            raise CheckpointError(f"{path / 'pytorch_model.bin'}: {k} must be a 1-D {'floating-point' if floating else 'integer'} "
+                                  "tensor; re-train or re-save the model.")
+        if len(v) != len(state["seen.indices"]):
+            raise CheckpointError(f"{path / 'pytorch_model.bin'}: {k} has {len(v):,} entries but seen.indices {len(state['seen.indices']):,}; "
+                                  "re-train or re-save the model.")
     return config, users, items, state
 
 # %% ../../nbs/02_models.ipynb #bb605511
@@ -185,14 +206,21 @@ class Recommender:
         if valid is not None and len(valid):
             _check_frame(valid, "valid")
             vdata = Interactions.from_frame(valid, self.user_map, self.item_map, drop_unknown=True)
-        self._set_seen(data.matrix())
+        seen, ratings, times = latest_entries(data)
+        self._set_seen(seen, ratings if "rating" in train else None, times if "timestamp" in train else None)
         if hasattr(self, "seed"): seed_everything(int(self.seed))
         self._fit(data, vdata)
         self.trained_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         return self
 
-    def _set_seen(self, seen: sp.csr_matrix):
+    def _set_seen(self, seen: sp.csr_matrix, ratings: np.ndarray | None = None, timestamps: np.ndarray | None = None):
+        """The training matrix (what each user saw) and, aligned with its entries (`seen.indices`), each one's
+        rating and timestamp (None: not known)."""
         self.seen = sp.csr_matrix(seen, dtype=np.float32)
+        for name, v, dtype in (("ratings", ratings, np.float32), ("timestamps", timestamps, np.int64)):
+            if v is not None and len(v) != self.seen.nnz:
+                raise ValueError(f"{len(v)} seen {name} for {self.seen.nnz} seen entries")
+            setattr(self, f"seen_{name}", None if v is None else np.asarray(v, dtype=dtype))
         self._item_norms = None
         self.popularity = torch.from_numpy(np.asarray(self.seen.sum(0)).ravel().astype(np.float32))
 
@@ -258,6 +286,63 @@ class Recommender:
         out = pd.concat(parts, ignore_index=True)
         return out[np.isfinite(out.score.to_numpy())].reset_index(drop=True)
 
+    # -- recommending from a list of movies (fold-in) -------------------------------------------
+    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        """`[n_items]` scores for a new user whose history is `items` (item indices, oldest first, maybe repeated)
+        with their `ratings` (or None). Default: the sum of the history's `_similar` rows."""
+        return self._similar(np.unique(items)).float().sum(0)
+
+    def _because(self, items: np.ndarray, top: np.ndarray) -> np.ndarray | None:
+        """For each recommended item index of `top`, the history item (index) that contributed most to it, -1 if
+        none did; None for a model that gives no reasons. Default: the `h` of the history with the largest
+        positive `_similar(h)[i]`."""
+        h = np.unique(items)
+        best = self._similar(h).float()[:, torch.as_tensor(top, dtype=torch.long)].max(0)
+        return np.where(best.values.cpu().numpy() > 0, h[best.indices.cpu().numpy()], -1)
+
+    def _history_items(self, movie_ids, ratings=None) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
+        """`(item indices, their ratings or None, unknown movie ids)` of a history of raw `movie_ids`;
+        `ratings`, if given, one finite number per movie."""
+        ids = np.asarray(movie_ids, dtype=np.int64).ravel()
+        r = None
+        if ratings is not None:
+            r = np.asarray(ratings, dtype=np.float64).ravel()
+            if len(r) != len(ids): raise ValueError(f"ratings has {len(r)} values for {len(ids)} movie ids; give one per movie.")
+            if not np.isfinite(r).all(): raise ValueError("ratings must be finite numbers.")
+        known = self.item_map.known(ids)
+        return self.item_map.index(ids[known]), None if r is None else r[known].astype(np.float32), ids[~known].tolist()
+
+    def _history_topk(self, items: np.ndarray, ratings: np.ndarray | None, k: int, exclude_seen: bool = True):
+        """Top-`k` `(item indices, scores, because)` after the history `items` (`because`: see `_because`);
+        an empty history gets the popular movies and no reasons."""
+        with torch.no_grad():
+            if len(items): scores = self._score_history(items, ratings).float().cpu().clone()
+            else: scores = self._popularity_scores(1)[0]
+            if exclude_seen and len(items): scores[torch.from_numpy(items)] = float("-inf")
+            top = torch.topk(scores, min(int(k), self.n_items))
+            vals, idx = top.values.numpy(), top.indices.numpy()
+            keep = np.isfinite(vals)
+            vals, idx = vals[keep], idx[keep]
+            because = self._because(items, idx) if len(items) and len(idx) else None
+        return idx, vals, because
+
+    def recommend_from_history(self, movie_ids, ratings=None, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-`k` movies for a new user who watched the raw `movie_ids` (oldest first), rated `ratings` (optional):
+        `movie_id, score, rank, fallback, because_movie_id`. Movie ids the model does not know are left out and
+        listed in `attrs["unknown_movie_ids"]`; with none known, the popular movies (`fallback`)."""
+        self._require_fit()
+        if int(k) < 1: raise ValueError(f"k must be at least 1, got {k}.")
+        items, r, unknown = self._history_items(movie_ids, ratings)
+        idx, vals, because = self._history_topk(items, r, int(k), bool(exclude_seen))
+        why = pd.array([pd.NA] * len(idx), dtype="Int64")
+        if because is not None:
+            why = pd.array(self.item_map.id(np.maximum(because, 0)), dtype="Int64")
+            why[because < 0] = pd.NA
+        out = pd.DataFrame({"movie_id": self.item_map.id(idx), "score": vals, "rank": np.arange(1, len(idx) + 1),
+                            "fallback": len(items) == 0, "because_movie_id": why})
+        out.attrs["unknown_movie_ids"] = unknown
+        return out
+
     # -- similar items --------------------------------------------------------------------------
     def _similar(self, items: np.ndarray) -> torch.Tensor:
         "Default: cosine similarity of the items' columns in the training matrix (co-occurrence)."
@@ -296,6 +381,9 @@ class Recommender:
         state = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self._state().items()}
         state.update({"seen.indptr": torch.from_numpy(self.seen.indptr.astype(np.int64)),
                       "seen.indices": torch.from_numpy(self.seen.indices.astype(np.int64))})
+        for name, dtype in (("ratings", np.float32), ("timestamps", np.int64)):
+            v = getattr(self, f"seen_{name}", None)
+            if v is not None: state[f"seen.{name}"] = torch.from_numpy(np.ascontiguousarray(v, dtype=dtype))
         config = {"model_type": self.name, "params": self.get_params(), "n_users": self.n_users, "n_items": self.n_items,
                   "trained_at": getattr(self, "trained_at", None), **self._extra_config()}
         with _atomic_dir(path) as tmp:
@@ -323,7 +411,7 @@ class Recommender:
             model.user_map, model.item_map = IdMap(user_ids), IdMap(movie_ids)
             seen = sp.csr_matrix((np.ones(len(state["seen.indices"]), np.float32), state["seen.indices"].numpy(),
                                   state["seen.indptr"].numpy()), shape=(len(user_ids), len(movie_ids)))
-            model._set_seen(seen)
+            model._set_seen(seen, *(state[k].numpy() if k in state else None for k in ("seen.ratings", "seen.timestamps")))
             model.trained_at = config.get("trained_at")
             model._load_state({k[6:]: v for k, v in state.items() if k.startswith("model.")})
             model._probe()

@@ -47,3 +47,15 @@ class BPR(FactorModel):
         if self.item_dropout: q = net.dropout(q)
         x = (q * p.unsqueeze(1)).sum(-1) + net.item_bias(ij).squeeze(-1)
         return -F.logsigmoid(x[:, :1] - x[:, 1:]).float().mean()
+
+    foldin_alpha, foldin_l2 = 10.0, 300.0   # fold-in confidence and ridge penalty, chosen on the ML-100K validation split
+
+    def _fold_in(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        """The implicit-feedback (iALS) user step against the frozen movie vectors: every movie a 0 of weight 1,
+        the history 1s of weight `1 + alpha`: `p = (Q^T Q + alpha Q_h^T Q_h + lambda I)^-1 (1 + alpha) Q_h^T 1`
+        (`Q^T Q` computed once). Ratings are not used: BPR learned from interactions, not their values."""
+        f = self._item_factors()
+        Qh = f["Q"][torch.from_numpy(items)]
+        A = f["G"] + self.foldin_alpha * (Qh.T @ Qh)
+        A.diagonal().add_(self.foldin_l2)
+        return torch.linalg.solve(A, (1 + self.foldin_alpha) * Qh.sum(0))

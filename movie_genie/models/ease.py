@@ -136,6 +136,31 @@ class EASE(Recommender):
             out[torch.from_numpy(pos >= 0)] = self._full(self.B[torch.as_tensor(pos[pos >= 0], device=self.B.device)])
         return out
 
+    def _history_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        "`(movies, their rows of B)` of the distinct history movies that `B` covers."
+        h = np.unique(items)
+        if self.modelled is None: return h, h
+        pos = self._positions[h]
+        return h[pos >= 0], pos[pos >= 0]
+
+    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        "`x B` for a new user's binary history row `x` (ratings unused, as in training): the sum of the history's rows of `B`."
+        _, rows = self._history_rows(items)
+        return self._full(self.B[torch.as_tensor(rows, device=self.B.device)].sum(0, keepdim=True))[0]
+
+    def _because(self, items: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """For each recommended movie `j`, the history movie `h` with the largest positive weight `B[h, j]`
+        (-1: none, or `j` outside `B`'s movies)."""
+        h, rows = self._history_rows(items)
+        top = np.asarray(top, np.int64)
+        cols = top if self.modelled is None else self._positions[top]
+        out, ok = np.full(len(top), -1, np.int64), cols >= 0
+        if len(rows) and ok.any():
+            dev = self.B.device
+            best = self.B[torch.as_tensor(rows, device=dev)][:, torch.as_tensor(cols[ok], device=dev)].max(0)
+            out[ok] = np.where(best.values.cpu().numpy() > 0, h[best.indices.cpu().numpy()], -1)
+        return out
+
     @property
     def modelled(self) -> np.ndarray | None:
         "Indices of the movies `B` covers (the `max_items` most rated), or None for every movie."

@@ -98,6 +98,12 @@ class ItemKNN(Recommender):
         "Row `i` of `W`: what the model recommends to someone whose history is movie `i` alone."
         return torch.from_numpy(self.W[items].toarray())
 
+    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        """`x W` for a new user's binary history row `x` (ratings unused, as in training): the sum of the
+        history's rows of `W`. The reason for a recommendation `j` (`_because`, from `_similar`: rows of `W`) is the
+        history movie `h` with the largest `W[h, j]`, its nearest neighbour among them."""
+        return torch.from_numpy(np.asarray(self.W[np.unique(items)].sum(0), dtype=np.float32).ravel())
+
     def _state(self) -> dict: return _csr_tensor_parts(self.W, "W")
     def _load_state(self, state: dict):
         n = self.n_items

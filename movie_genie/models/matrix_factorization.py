@@ -132,6 +132,41 @@ class FactorModel(TorchRecommender):
         q = F.normalize(self.net.item_embedding.weight.detach(), dim=1)
         return q[torch.as_tensor(items, dtype=torch.long, device=q.device)] @ q.T
 
+    # -- fold-in: a new user's vector in closed form against the frozen item vectors --------------
+    def _item_factors(self) -> dict:
+        """What fold-in needs of the item side, computed once per set of weights (again if they change): `Q`
+        (float64), `Qf` (float32), `b` (item bias plus global offset), the Gram matrix `G` = `Q^T Q` and the unit vectors."""
+        net = self.net
+        params = (net.item_embedding.weight, net.item_bias.weight, net.global_bias)
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        cache = getattr(self, "_factors", None)
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                Q = params[0].detach().double().cpu()
+                parts = {"Q": Q, "Qf": Q.float().contiguous(), "b": (params[1].detach().double().cpu()[:, 0] + float(params[2])).float(),
+                         "G": Q.T @ Q, "unit": F.normalize(Q.float(), dim=1).contiguous()}
+            self._factors = cache = (key, parts)
+        return cache[1]
+
+    def _prepare_inference(self): self._item_factors()
+
+    def _fold_in(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        "The `[d]` vector (float64) of a new user with the distinct history `items` and their `ratings` (or None)."
+        raise NotImplementedError
+
+    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        "`q_i . p + b_i + mu` for every movie, `p` folded in from the history (a movie named twice: its last rating)."
+        rev = items[::-1]
+        h, last = np.unique(rev, return_index=True)
+        p = self._fold_in(h, None if ratings is None else ratings[::-1][last])
+        f = self._item_factors()
+        return torch.mv(f["Qf"], p.float()) + f["b"]
+
+    def _because(self, items: np.ndarray, top: np.ndarray) -> np.ndarray:
+        "For each recommended movie, the history movie whose vector is nearest to its own (cosine)."
+        h, U = np.unique(items), self._item_factors()["unit"]
+        return h[(U[torch.from_numpy(h)] @ U[torch.from_numpy(np.asarray(top, np.int64))].T).argmax(0).numpy()]
+
     def _extra_config(self) -> dict:
         return {"num_users": self.n_users, "num_items": self.n_items, "embedding_dim": self.embedding_dim, "dropout": self.dropout}
 
@@ -154,6 +189,18 @@ class MatrixFactorization(FactorModel):
 
     def __init__(self, embedding_dim: int = 128, dropout: float = 0.1):
         self.embedding_dim, self.dropout = embedding_dim, dropout
+
+    foldin_l2 = 10.0               # fold-in ridge penalty (lambda), chosen on the ML-100K validation split
+
+    def _fold_in(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        """Ridge regression of the residual ratings `r_h - mu - b_h` on the history's vectors `Q_h`:
+        `p = (Q_h^T Q_h + lambda I)^-1 Q_h^T (r - mu - b_h)`; without ratings, every movie at the top of the scale."""
+        f = self._item_factors()
+        Qh = f["Q"][torch.from_numpy(items)]
+        r = torch.from_numpy(np.asarray(ratings, np.float64)) if ratings is not None else torch.full((len(items),), float(self.rating_range[1]), dtype=torch.float64)
+        A = Qh.T @ Qh
+        A.diagonal().add_(self.foldin_l2)
+        return torch.linalg.solve(A, Qh.T @ (r - f["b"][torch.from_numpy(items)].double()))
 
     def build_network(self, data):
         net = super().build_network(data)

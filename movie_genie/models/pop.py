@@ -30,6 +30,12 @@ class Popularity(Recommender):
         "'Similar' to anything: the most popular movies (this model knows nothing else)."
         return self.counts.expand(len(items), -1).clone()
 
+    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        "A new user from a list of movies gets the same counts (the list only masks its own movies)."
+        return self.counts
+
+    def _because(self, items: np.ndarray, top: np.ndarray) -> None: return None   # popular with everyone: no reason of the user's
+
     def _state(self) -> dict: return {"counts": self.counts}
     def _load_state(self, state: dict):
         if state["counts"].shape != (self.n_items,):

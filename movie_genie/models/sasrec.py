@@ -193,6 +193,18 @@ class SequentialRecommender(TorchRecommender):
         self._require_fit()
         return _recommend_for_history(self, movie_ids, k, exclude_seen, lambda items: self.score_histories([items])[0])
 
+    def recommend_from_history(self, movie_ids, ratings=None, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        "The base class's fold-in answer, from the session path `recommend_for_history` (order matters, ratings unused, no reasons)."
+        self._require_fit()
+        self._history_items(movie_ids, ratings)                       # the same checks of the ratings as every model
+        out = self.recommend_for_history(movie_ids, k=k, exclude_seen=exclude_seen)
+        out["because_movie_id"] = pd.array([pd.NA] * len(out), dtype="Int64")
+        return out
+
+    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        return self.score_histories([items])[0]
+    def _because(self, items: np.ndarray, top: np.ndarray) -> None: return None
+
     # -- state ----------------------------------------------------------------------------------
     def _state(self) -> dict:
         indptr, items = truncate_sequences(self.seq_indptr, self.seq_items, self.history_length)

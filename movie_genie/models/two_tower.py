@@ -264,9 +264,10 @@ class TwoTower(SequentialRecommender):
         for k, v in self.features.items():
             out = torch.zeros((n, *v.shape[1:]), dtype=v.dtype); out[old_pos] = v; out[new_pos] = f_new[k]; feats[k] = out
         id_rows = torch.full((n,), self.net.item_tower.unknown_id, dtype=torch.long); id_rows[old_pos] = self.id_rows
-        seen = self.seen.tocoo()
+        seen = self.seen.tocsr()
         self.item_map, self.features, self.id_rows = IdMap(ids), feats, id_rows
-        self._set_seen(sp.csr_matrix((seen.data, (seen.row, old_pos[seen.col])), shape=(self.n_users, n)))
+        self._set_seen(sp.csr_matrix((seen.data, old_pos[seen.indices], seen.indptr), shape=(self.n_users, n)),   # old_pos rises:
+                       self.seen_ratings, self.seen_timestamps)                      # each row stays sorted, entries stay aligned
         self.seq_items = old_pos[self.seq_items]
         if getattr(self, "movies", None) is not None:
             self.movies = pd.concat([self.movies, movies[movies.movie_id.isin(new)]], ignore_index=True).drop_duplicates("movie_id")
