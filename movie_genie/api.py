@@ -147,6 +147,7 @@ class UserHistory(BaseModel):
     model: str
     n_movies: int
     movies: list[HistoryMovie]
+    heldout_movie_ids: list[int] = Field([], description="the user's held-out test movies, when the model was saved with them")
 
 class ModelInfo(BaseModel):
     name: str

@@ -475,7 +475,8 @@ class ModelService:
 
     def user_history(self, user_id: int, model: str | None = None) -> dict:
         """The movies `user_id` interacted with in the training data of `model` (default: the first model that knows
-        the user), each with its `rating` and `timestamp` (null when the checkpoint has none), newest first."""
+        the user), each with its `rating` and `timestamp` (null when the checkpoint has none), newest first, and the
+        user's held-out test movies (`heldout_movie_ids`) when the checkpoint keeps them."""
         uid = _check_id(user_id, "user_id")
         cands = [self._resolve(model)] if model is not None else list(self.models.values())
         for e in cands:
@@ -487,8 +488,11 @@ class ModelService:
                 ratings = r[a:b].tolist() if r is not None else [None] * len(items)
                 times = t[a:b].tolist() if t is not None else [None] * len(items)
                 order = np.argsort(-t[a:b], kind="stable").tolist() if t is not None else range(len(items))
+                held = getattr(e.model, "heldout", None)                  # the user's test movies, when saved
+                held = [int(e.model.item_map.ids[i]) for i in held.indices[held.indptr[u]:held.indptr[u + 1]]] if held is not None else []
                 return {"user_id": uid, "model": e.name, "n_movies": len(items),
-                        "movies": [{**e.items[items[j]], "rating": ratings[j], "timestamp": times[j]} for j in order]}
+                        "movies": [{**e.items[items[j]], "rating": ratings[j], "timestamp": times[j]} for j in order],
+                        "heldout_movie_ids": held}
         raise UnknownIdError(f"user {uid} is not in the training data of {'model ' + repr(cands[0].name) if model else 'any loaded model'}.")
 
     # -- status ---------------------------------------------------------------------------------

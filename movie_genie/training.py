@@ -1218,7 +1218,8 @@ def train_from_config(config, overrides: dict | None = None, output_dir="models"
         figures = []
         if main:
             curves = json.loads(json.dumps(history, default=str))      # the per-epoch curves travel with the model (served: the web page)
-            _save(lambda: model.save_pretrained(model_dir, metrics={**summary, "history": curves}, movies=data.movies), model_dir, "the model")
+            _save(lambda: model.save_pretrained(model_dir, metrics={**summary, "history": curves}, movies=data.movies,
+                                                  heldout=s.test), model_dir, "the model")
             def write_report():
                 with _atomic_dir(report_dir) as tmp:
                     (tmp / "metrics.json").write_text(json.dumps({**summary, "history": history}, indent=2, default=str))

@@ -68,7 +68,7 @@ def server(tmp_path_factory):
         test = evaluate_model(m, parts.train, parts.test, parts.valid, k=(10,), fit=False, progress=False)
         summary = {"name": name, "model_type": m.name, "dataset": "sample", "split": "random", "test": test,   # as `movie-genie train` saves it
                    "history": json.loads(json.dumps(getattr(m, "history", []), default=str))}
-        m.save_pretrained(d / name, metrics=summary, movies=ds.movies)
+        m.save_pretrained(d / name, metrics=summary, movies=ds.movies, heldout=parts.test)   # as `movie-genie train` saves it
     torch.set_num_threads(before)
     port = _free_port()
     code = ("from movie_genie.api import serve; "
@@ -87,7 +87,7 @@ def server(tmp_path_factory):
     info = httpx.get(url + "/api/models").json()
     assert sorted(m["name"] for m in info["models"]) == MODELS, info
     user = int(parts.train.user_id.value_counts().index[0])       # the sample's most active user
-    yield {"url": url, "log": log_path, "movies": ds.movies, "train": parts.train, "user": user}
+    yield {"url": url, "log": log_path, "movies": ds.movies, "train": parts.train, "test": parts.test, "user": user}
     proc.send_signal(signal.SIGINT)
     try: proc.wait(10)
     except subprocess.TimeoutExpired: proc.kill()
@@ -396,6 +396,11 @@ def test_user_view(tab, server):
     lists = rec_lists(page, "section#user-view")
     assert sorted(lists) == MODELS and all(lists.values()), lists
     for m, recs in lists.items(): assert not set(recs) & seen, f"{m} recommends movies user {uid} already rated"
+    held = set(server["test"].movie_id[server["test"].user_id == uid])          # hits among the test movies are marked
+    marked = page.evaluate("""() => [...document.querySelectorAll('#user-view li.rec')]
+        .filter(li => (li.querySelector('.why') || {}).textContent?.includes('held-out')).map(li => +li.dataset.movieId)""")
+    hits = {r for recs in lists.values() for r in recs if r in held}
+    assert set(marked) == hits, (marked, hits)
     shot(page, "user")
     serious = run_axe(page, "user view")
     t.check_clean()

@@ -156,6 +156,10 @@ def _read_checkpoint(path: Path) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     for k in ("seen.indptr", "seen.indices"):
         if k not in state: raise CheckpointError(f"{path / 'pytorch_model.bin'}: lacks {k}; re-train or re-save the model.")
     check_csr(state["seen.indptr"], state["seen.indices"], (len(users), len(items)), "seen", str(path / "pytorch_model.bin"))
+    if ("heldout.indptr" in state) != ("heldout.indices" in state):
+        raise CheckpointError(f"{path / 'pytorch_model.bin'}: holds only one of heldout.indptr and heldout.indices.")
+    if "heldout.indptr" in state:                                         # optional: the held-out (test) pairs
+        check_csr(state["heldout.indptr"], state["heldout.indices"], (len(users), len(items)), "heldout", str(path / "pytorch_model.bin"))
     for k, floating in (("seen.ratings", True), ("seen.timestamps", False)):     # optional: older checkpoints lack them
         if k not in state: continue
         v = state[k]
@@ -373,9 +377,12 @@ class Recommender:
     def _load_state(self, state: dict): pass
     def _extra_config(self) -> dict: return {}
 
-    def save_pretrained(self, path, metrics: dict | None = None, movies: pd.DataFrame | None = None) -> Path:
+    def save_pretrained(self, path, metrics: dict | None = None, movies: pd.DataFrame | None = None,
+                        heldout: pd.DataFrame | None = None) -> Path:
         """Save to folder `path`, atomically: `config.json`, `pytorch_model.bin` (tensors only), `id_maps.json`,
-        and, when given, `metrics.json` and the movie catalog `movies.parquet` (so a served model is self-contained)."""
+        and, when given, `metrics.json` and the movie catalog `movies.parquet` (so a served model is self-contained).
+        `heldout`: `(user_id, movie_id)` pairs held out from training (the test split), kept as a CSR structure
+        `heldout.indptr/indices` over this model's users and movies, so that a user's page can mark them."""
         self._require_fit()
         path = Path(path)
         state = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self._state().items()}
@@ -384,6 +391,12 @@ class Recommender:
         for name, dtype in (("ratings", np.float32), ("timestamps", np.int64)):
             v = getattr(self, f"seen_{name}", None)
             if v is not None: state[f"seen.{name}"] = torch.from_numpy(np.ascontiguousarray(v, dtype=dtype))
+        if heldout is not None and len(heldout):
+            h = heldout[self.user_map.known(heldout.user_id.to_numpy()) & self.item_map.known(heldout.movie_id.to_numpy())]
+            m = sp.csr_matrix((np.ones(len(h), np.float32), (self.user_map.index(h.user_id.to_numpy()), self.item_map.index(h.movie_id.to_numpy()))),
+                              shape=(self.n_users, self.n_items))
+            m.sum_duplicates()
+            state.update({"heldout.indptr": torch.from_numpy(m.indptr.astype(np.int64)), "heldout.indices": torch.from_numpy(m.indices.astype(np.int64))})
         config = {"model_type": self.name, "params": self.get_params(), "n_users": self.n_users, "n_items": self.n_items,
                   "trained_at": getattr(self, "trained_at", None), **self._extra_config()}
         with _atomic_dir(path) as tmp:
@@ -412,6 +425,8 @@ class Recommender:
             seen = sp.csr_matrix((np.ones(len(state["seen.indices"]), np.float32), state["seen.indices"].numpy(),
                                   state["seen.indptr"].numpy()), shape=(len(user_ids), len(movie_ids)))
             model._set_seen(seen, *(state[k].numpy() if k in state else None for k in ("seen.ratings", "seen.timestamps")))
+            model.heldout = (sp.csr_matrix((np.ones(len(state["heldout.indices"]), np.float32), state["heldout.indices"].numpy(),
+                                            state["heldout.indptr"].numpy()), shape=seen.shape) if "heldout.indptr" in state else None)
             model.trained_at = config.get("trained_at")
             model._load_state({k[6:]: v for k, v in state.items() if k.startswith("model.")})
             model._probe()
