@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Our BPR beside two peer libraries on the same ML-100K split: cornac's BPR and implicit's ALS (one run each).
+"""Our BPR and iALS beside two peer libraries on the same ML-100K split: cornac's BPR and implicit's ALS.
 
 Setting: ML-100K from ../shared/data, every rating a positive, this project's per-user random 80/10/10 split
 (seed 0), full ranking of the whole catalog with train+valid masked (`movie_genie.evaluation`), test NDCG@10.
@@ -9,12 +9,18 @@ the other (run it alone: a benchmark beside other jobs measures contention).
 - cornac BPR (Cython SGD, one negative per positive): hyperparameters chosen on *valid* from a small grid
   (factors, learning rate, iterations); then that configuration is fitted once more and timed.
 - implicit ALS (conjugate gradient): the same, over factors, regularisation and confidence alpha.
+- our iALS (`movie_genie.models.ials`, conjugate gradient in torch): `configs/ials.yaml` as it is (chosen on valid).
+  Its fit and that of implicit's chosen ALS are timed again, alternately, three times each (the median is
+  reported): the floor is test NDCG@10 >= implicit's at <= 2x its fit time; the ratio is printed. Our fit time is
+  `fit` as a user calls it (id maps and the seen matrix included), implicit's its matrix building plus `fit`.
 - ours: `configs/bpr.yaml` as it is (early stopping on valid). A callback ranks the test set after each epoch,
   off the clock, to find when our test NDCG@10 first reaches cornac's: the time to get there is training plus
   validation, from the start of `fit`. The floor: at most 2x cornac's fit time. The run then goes on to the end
   of its early stopping, and the model it keeps (best valid epoch) gives our final figure.
 
-    pip install -e ".[bench]" && python benchmarks/peers.py [--threads 1] [--out reports/peers]
+    pip install -e ".[bench]" && python benchmarks/peers.py [--threads 1] [--out reports/peers] [--als-only]
+
+`--als-only` runs the ALS part alone (implicit's grid and our iALS: about a minute), without cornac and our BPR.
 
 Prints a table and writes it (Markdown and JSON) to `--out`.
 """
@@ -79,6 +85,26 @@ def implicit_als(s, threads, factors, reg, alpha, it=15):
     return Factors.of(um.ids, im.ids, m.user_factors, m.item_factors, None, s.train), fit
 
 
+def ours_ials(s, threads):
+    "Our iALS with `configs/ials.yaml`, fitted on train: (model, fit seconds)."
+    cfg = load_config(ROOT / "configs/ials.yaml")
+    model = get_model("ials", **{k: v for k, v in cfg["model"].items() if k != "type"})
+    t0 = time.perf_counter()
+    model.fit(s.train)
+    return model, time.perf_counter() - t0
+
+
+def als_pair(s, threads, als_params, repeats=3):
+    "Implicit's ALS (its chosen parameters) and our iALS fitted alternately `repeats` times each: the median fit times."
+    ours_ials(s, threads)                                    # a warm-up fit (implicit's grid warmed it up already)
+    t_imp, t_ours, model = [], [], None
+    for _ in range(repeats):
+        t_imp.append(implicit_als(s, threads, *als_params)[1])
+        model, fit = ours_ials(s, threads)
+        t_ours.append(fit)
+    return model, float(np.median(t_ours)), float(np.median(t_imp))
+
+
 def choose(name, fn, grid, s, threads):
     "The grid point with the best valid NDCG@10 (train masked), then one more timed fit of it."
     rows = []
@@ -121,16 +147,29 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "reports" / "peers"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override configs/bpr.yaml")
+    p.add_argument("--als-only", action="store_true", help="implicit's ALS and our iALS only (no cornac, no BPR)")
     a = p.parse_args(argv)
     data = find_shared_data()
     if data is None: sys.exit("skipped: ML-100K not found (set MOVIE_GENIE_TEST_DATA or put ml-100k under ../shared/data)")
     torch.set_num_threads(a.threads)
     s = split(load_movielens("ml-100k", data).ratings, "random", (0.8, 0.1, 0.1), seed=0)
     rows = []
-    print("cornac BPR, chosen on valid:", flush=True)
-    rows.append(choose("cornac BPR", cornac_bpr, [(k, lr, it) for k, lr, it in itertools.product([50, 100, 200], [0.01, 0.02], [100, 300])], s, a.threads))
+    if not a.als_only:
+        print("cornac BPR, chosen on valid:", flush=True)
+        rows.append(choose("cornac BPR", cornac_bpr, [(k, lr, it) for k, lr, it in itertools.product([50, 100, 200], [0.01, 0.02], [100, 300])], s, a.threads))
     print("implicit ALS, chosen on valid:", flush=True)
-    rows.append(choose("implicit ALS", implicit_als, list(itertools.product([32, 64, 128], [0.1, 1.0, 10.0], [1.0, 10.0])), s, a.threads))
+    als = choose("implicit ALS", implicit_als, list(itertools.product([32, 64, 128], [0.1, 1.0, 10.0], [1.0, 10.0])), s, a.threads)
+    rows.append(als)
+    model, t_ours, t_imp = als_pair(s, a.threads, als["params"])
+    ials = {"library": "movie_genie iALS", "params": load_config(ROOT / "configs/ials.yaml")["model"], "valid_ndcg@10": ndcg(model, s, s.valid, None),
+            "test_ndcg@10": ndcg(model, s, s.test, s.valid), "fit_s": t_ours, "implicit_fit_s": t_imp, "fit_ratio": t_ours / t_imp}
+    rows.append(ials)
+    ok = ials["test_ndcg@10"] >= als["test_ndcg@10"] and t_ours <= 2 * t_imp
+    ials_line = (f"Our iALS: test NDCG@10 {ials['test_ndcg@10']:.4f} vs implicit ALS {als['test_ndcg@10']:.4f}, fit {t_ours:.3f} s vs "
+                 f"{t_imp:.3f} s (medians of 3, alternating): {t_ours / t_imp:.2f}x implicit's time (floor: NDCG >= implicit's at "
+                 f"<= 2x its time: {'met' if ok else 'NOT met'}).")
+    if a.als_only:
+        return _report(a, rows, [ials_line], [])
     overrides = {k: json.loads(v) if v[:1] in "0123456789-[{tfn" else v for k, v in (kv.split("=", 1) for kv in a.overrides)}
     model, curve, total = ours(s, a.threads, overrides)
     target, t_cornac = rows[0]["test_ndcg@10"], rows[0]["fit_s"]
@@ -140,19 +179,26 @@ def main(argv=None):
                  "valid_ndcg@10": model.training_result.best_score, "test_ndcg@10": final, "fit_s": total,
                  "best_epoch": model.training_result.best_epoch, "epochs": len(model.history),
                  "reached_cornac_s": reached[0] if reached else None, "reached_cornac_epoch": reached[2] if reached else None})
-    lines = ["| library | hyperparameters | valid NDCG@10 | test NDCG@10 | fit (s) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['library']} | {r['params']} | {r['valid_ndcg@10']:.4f} | {r['test_ndcg@10']:.4f} | {r['fit_s']:.1f} |" for r in rows]
-    lines.append("")
+    lines = [ials_line]
     if reached:
         lines.append(f"Our BPR reached cornac's test NDCG@10 ({target:.4f}) after epoch {reached[2]}, in {reached[0]:.1f} s: "
                      f"{reached[0] / t_cornac:.2f}x cornac's {t_cornac:.1f} s (floor: <= 2x). Best epoch {model.training_result.best_epoch} "
                      f"of {len(model.history)}: test NDCG@10 {final:.4f} in {total:.1f} s.")
     else: lines.append(f"Our BPR never reached cornac's test NDCG@10 ({target:.4f}); best {max(n for _, n, _ in curve):.4f}.")
     lines.append(f"(threads: {a.threads}; test NDCG@10 per epoch: " + ", ".join(f"{e}: {n:.3f} @ {t:.1f}s" for t, n, e in curve) + ")")
+    _report(a, rows, lines, curve)
+
+
+def _report(a, rows, lines, curve):
+    "Print the table and the lines under it; write them (Markdown and JSON) to `--out`."
+    table = ["| library | hyperparameters | valid NDCG@10 | test NDCG@10 | fit (s) |", "|---|---|---|---|---|"]
+    table += [f"| {r['library']} | {r['params']} | {r['valid_ndcg@10']:.4f} | {r['test_ndcg@10']:.4f} | {r['fit_s']:.{3 if r['fit_s'] < 1 else 1}f} |" for r in rows]
+    lines = table + [""] + lines
     print("\n".join(lines))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    (out / "peers.md").write_text("\n".join(lines) + "\n")
-    (out / "peers.json").write_text(json.dumps({"rows": rows, "curve": curve, "threads": a.threads}, indent=2, default=str))
+    name = "peers_als" if a.als_only else "peers"                  # --als-only does not overwrite the full report
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.json").write_text(json.dumps({"rows": rows, "curve": curve, "threads": a.threads}, indent=2, default=str))
 
 
 if __name__ == "__main__":
