@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import torch
 
 from .data import IdMap, Split, unique
-from .metrics import DEFAULT_KS, RANKING_METRICS, _csr_rows, _shared_topk, evaluate_scores, mask_scores
+from .metrics import DEFAULT_KS, RANKING_METRICS, _csr_rows, _hit_terms, _shared_topk, evaluate_scores, mask_scores
 from .models import Recommender, _check_frame, get_model
 
 # %% auto #0
@@ -129,22 +129,9 @@ def evaluate_model(model: Recommender, train: pd.DataFrame, test: pd.DataFrame, 
 # %% ../nbs/06_evaluation.ipynb #996656e3
 def _metric_values(hits: torch.Tensor, n_rel: torch.Tensor, ks) -> torch.Tensor:
     """Per-user metrics `[users, len(RANKING_METRICS), len(ks)]` from a `[users, K_max]` hits matrix: the terms
-    that `metrics._metric_sums` adds over all hits, added per user instead (the same formulas, term by term)."""
-    dev, kmax = hits.device, hits.shape[1]
-    user, rank = hits.nonzero(as_tuple=True)
-    i = rank.double()[:, None] + 1                                   # 1-based rank of each hit
-    per_user = torch.bincount(user, minlength=hits.shape[0])
-    nth = torch.arange(1, len(user) + 1, device=dev) - (per_user.cumsum(0) - per_user)[user]   # the user's n-th hit
-    first = (nth == 1).double()[:, None]
-    rel = n_rel.to(dev).double().clamp(min=1)[user][:, None]
-    idcg_tab = torch.cat([torch.zeros(1, dtype=torch.float64, device=dev),
-                          (1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64, device=dev))).cumsum(0)])
-    k = torch.tensor(ks, dtype=torch.float64, device=dev)
-    inside = (i <= k).double()
-    ideal = torch.minimum(rel, k)
-    terms = torch.stack([inside / rel, inside / k, inside / torch.log2(i + 1) / idcg_tab[ideal.clamp(max=kmax).long()],
-                         inside * first, inside * first / i, inside * (nth[:, None] / i) / ideal], 1)
-    out = torch.zeros(hits.shape[0], len(RANKING_METRICS), len(ks), dtype=torch.float64, device=dev)
+    that `metrics._metric_sums` adds over all hits (`metrics._hit_terms`), added per user instead."""
+    user, terms = _hit_terms(hits, n_rel, ks)
+    out = torch.zeros(hits.shape[0], len(RANKING_METRICS), len(ks), dtype=torch.float64, device=hits.device)
     return out.index_add_(0, user, terms)
 
 def _user_metrics_on(model: Recommender, es: EvalSet, k=DEFAULT_KS, batch_size: int = 1024) -> pd.DataFrame:

@@ -20,8 +20,10 @@ __all__ = ['DEFAULT_KS', 'RANKING_METRICS', 'evaluate', 'mask_scores', 'evaluate
 DEFAULT_KS = (10, 20, 50, 100)
 RANKING_METRICS = ("recall", "precision", "ndcg", "hit", "mrr", "map")
 
-def _metric_sums(hits: torch.Tensor, n_rel: torch.Tensor, ks) -> dict:
-    "Per-metric *sums* over users from a `[users, K_max]` hits matrix and each user's number of relevant items."
+def _hit_terms(hits: torch.Tensor, n_rel: torch.Tensor, ks) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(user of each hit, terms [hits, len(RANKING_METRICS), len(ks)])` from a `[users, K_max]` hits matrix and each
+    user's number of relevant items: what each hit adds to each metric at each cut-off. Summed over all hits they
+    are the metrics' sums over users (`_metric_sums`); summed per user, each user's metrics (`evaluation.user_metrics`)."""
     dev, kmax = hits.device, hits.shape[1]
     user, rank = hits.nonzero(as_tuple=True)                         # row-major: each user's hits, best first
     i = rank.double()[:, None] + 1                                   # 1-based rank of each hit
@@ -34,12 +36,16 @@ def _metric_sums(hits: torch.Tensor, n_rel: torch.Tensor, ks) -> dict:
     k = torch.tensor(ks, dtype=torch.float64, device=dev)            # every cut-off at once: [hits, len(ks)]
     inside = (i <= k).double()                                       # the hit counts at cut-off k
     ideal = torch.minimum(n_rel, k)
-    sums = torch.stack([inside / n_rel,                              # in RANKING_METRICS' order
-                        inside / k,
-                        inside / torch.log2(i + 1) / idcg_tab[ideal.clamp(max=kmax).long()],
-                        inside * first,
-                        inside * first / i,
-                        inside * (nth[:, None] / i) / ideal]).sum(1).tolist()
+    return user, torch.stack([inside / n_rel,                        # in RANKING_METRICS' order
+                              inside / k,
+                              inside / torch.log2(i + 1) / idcg_tab[ideal.clamp(max=kmax).long()],
+                              inside * first,
+                              inside * first / i,
+                              inside * (nth[:, None] / i) / ideal], 1)
+
+def _metric_sums(hits: torch.Tensor, n_rel: torch.Tensor, ks) -> dict:
+    "Per-metric *sums* over users from a `[users, K_max]` hits matrix and each user's number of relevant items."
+    sums = _hit_terms(hits, n_rel, ks)[1].sum(0).tolist()
     return {f"{m}@{kk}": sums[a][b] for b, kk in enumerate(ks) for a, m in enumerate(RANKING_METRICS)}
 
 # %% ../nbs/01_metrics.ipynb #91fa82fe

@@ -4,8 +4,28 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: spinning OpenMP threads starve other workers
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import socket
+
 import pytest
 from movie_genie.data import find_shared_data, load_movielens
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    "One torch thread for a module's tests (figures that do not depend on the machine's cores), restored after it."
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def free_port() -> int:
+    "A free TCP port on 127.0.0.1, for a real server the module starts."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -19,14 +19,8 @@ pytest.importorskip("schemathesis", reason="schemathesis is a dev dependency: pi
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, free_port):
     "`movie-genie serve` (the real command) over pop, ease, sasrec and a broken folder, with a 2 s timeout for slow clients."
     import torch
     torch.set_num_threads(1)
@@ -39,7 +33,7 @@ def server(tmp_path_factory):
         m.save_pretrained(d / name, movies=ds.movies)
     shutil.copytree(d / "pop", d / "broken")
     (d / "broken" / "id_maps.json").write_text(json.dumps({"user_ids": [1], "movie_ids": [1, 2]}))
-    port = _free_port()
+    port = free_port
     code = ("import sys; from movie_genie.api import serve; "
             f"serve({str(d)!r}, port={port}, log_level='warning', access_log=False, timeout=2.0)")
     log = open(d.parent / "server.log", "w")

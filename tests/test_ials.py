@@ -26,12 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IMPLICIT_ALS_NDCG10 = 0.3198       # implicit's ALS on this split, chosen on valid (see above)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -36,12 +36,7 @@ GRIDS = {"ml-100k": {"alpha": [0.6, 0.7, 0.8], "beta": [0.0, 0.2, 0.3, 0.4], "k"
 MEASURED = {"ml-100k": (0.3126, 0.3091), "ml-latest-small": (0.2384, 0.2490)}     # (RP3beta, ItemKNN) test NDCG@10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=DATASETS)

@@ -11,7 +11,7 @@ HTML+JS+CSS of the first load (<= 200 KB) and the time from adding the third mov
 Nothing is downloaded at run time. Screenshots for the README: `MOVIE_GENIE_SCREENSHOTS=1 pytest tests/test_web.py`
 writes docs/screenshots/{pick,movie,user,models}.png.
 """
-import json, os, re, signal, socket, subprocess, sys, time
+import json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,14 +41,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 OUTSIDE = re.compile(r"^(?!(https?|wss?)://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?([/?#]|$))(https?|wss?|ftp)://")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, free_port):
     "The real server over five small models trained on the sample, each saved with its metrics and the catalog."
     import torch
     from movie_genie.data import load_movielens, split
@@ -70,7 +64,7 @@ def server(tmp_path_factory):
                    "history": json.loads(json.dumps(getattr(m, "history", []), default=str))}
         m.save_pretrained(d / name, metrics=summary, movies=ds.movies, heldout=parts.test)   # as `movie-genie train` saves it
     torch.set_num_threads(before)
-    port = _free_port()
+    port = free_port
     code = ("from movie_genie.api import serve; "
             f"serve({str(d)!r}, host='127.0.0.1', port={port}, log_level='warning', access_log=False)")
     log_path = d.parent / "server.log"
