@@ -45,7 +45,7 @@ class PeakRSS:
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
-def child(size, model_name, data_dir, max_batches, eval_users, threads, full_epoch):
+def child(size, model_name, data_dir, max_batches, eval_users, threads, full_epoch, sets=()):
     "One model at one size: the steps' times and peaks, as a JSON line on stdout."
     import numpy as np, torch
     from movie_genie.data import load_movielens, split
@@ -55,10 +55,10 @@ def child(size, model_name, data_dir, max_batches, eval_users, threads, full_epo
     torch.set_num_threads(threads)
     over = {"data.dataset": size, "data.data_dir": str(data_dir), "training.num_epochs": 1, "training.threads": threads,
             "training.max_batches": None if full_epoch else max_batches, "evaluation.valid_users": eval_users,
-            **PARAMS.get(model_name, {}).get(size, {})}
+            **PARAMS.get(model_name, {}).get(size, {}), **parse_sets(sets, model_name)}
     cfg = load_config(ROOT / "configs" / f"{model_name}.yaml", over)
     out = {"size": size, "model": model_name, "threads": threads, "params": {k: v for k, v in cfg["model"].items() if k != "type"},
-           "full_epoch": bool(full_epoch)}
+           "full_epoch": bool(full_epoch), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     with PeakRSS() as m: ds = load_movielens(size, data_dir, progress=False)
     out.update(n_ratings=len(ds.ratings), load_s=m.seconds, load_peak=m.peak)
     d = cfg["data"]
@@ -86,9 +86,22 @@ def child(size, model_name, data_dir, max_batches, eval_users, threads, full_epo
     print(json.dumps(out), flush=True)
 
 
+def parse_sets(sets, model_name) -> dict:
+    "`MODEL:KEY=VALUE` overrides (`--set`) that apply to `model_name`, as `{KEY: value}` (the value read as YAML)."
+    import yaml
+    out = {}
+    for s in sets:
+        target, _, kv = s.partition(":")
+        key, eq, value = kv.partition("=")
+        if not (target and key and eq): sys.exit(f"error: --set takes MODEL:KEY=VALUE (e.g. ease:model.max_items=null), got {s!r}.")
+        if target in (model_name, "*"): out[key] = yaml.safe_load(value)
+    return out
+
+
 def run_child(size, model, a, full_epoch=False):
     cmd = [sys.executable, __file__, "--child", size, model, "--data-dir", str(a.data_dir), "--max-batches", str(a.max_batches),
-           "--eval-users", str(a.eval_users), "--threads", str(a.threads)] + (["--full-epoch"] if full_epoch else [])
+           "--eval-users", str(a.eval_users), "--threads", str(a.threads)] + (["--full-epoch"] if full_epoch else []) \
+          + [x for s in a.set for x in ("--set", s)]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MOVIE_GENIE_QUIET": "1"})
     lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
@@ -146,12 +159,14 @@ def main(argv=None):
     p.add_argument("--eval-users", type=int, default=5000)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "scaling")
+    p.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                   help="override a config key for one model (* for all), e.g. ease:model.max_items=null or *:training.device=cuda")
     a = p.parse_args(argv)
     if a.threads is None:
         from movie_genie.training import physical_cores
         a.threads = physical_cores()
     if a.child:
-        try: child(*a.child, a.data_dir, a.max_batches, a.eval_users, a.threads, a.full_epoch)
+        try: child(*a.child, a.data_dir, a.max_batches, a.eval_users, a.threads, a.full_epoch, a.set)
         except MemoryError as e: sys.exit(f"MemoryError: {' '.join(str(e).split())[:300]}")
         return
     from movie_genie.data import MOVIELENS, write_synthetic_movielens

@@ -27,9 +27,9 @@ from movie_genie.models.matrix_factorization import MatrixFactorizationModel
 from movie_genie.training import Trainer, TrainerConfig, positive_keys, sample_negatives
 
 
-def data_tensors(dataset):
+def data_tensors(dataset, data_dir=None):
     if dataset == "auto": dataset = "ml-100k" if find_shared_data() else "sample"
-    ds = load_movielens(dataset, find_shared_data() if dataset != "sample" else None)
+    ds = load_movielens(dataset, data_dir or (find_shared_data() if dataset != "sample" else None), progress=False)
     r = ds.ratings
     users, uidx = np.unique(r.user_id.to_numpy(), return_inverse=True)
     items, iidx = np.unique(r.movie_id.to_numpy(), return_inverse=True)
@@ -86,7 +86,10 @@ def ours(net, loss_fn, tensors, epochs, batch_size, lr, device, amp, progress):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--dataset", default="auto", help="auto (ml-100k if ../shared/data has it, else sample) | sample | ml-100k")
+    p.add_argument("--dataset", default="auto", help="auto (ml-100k if ../shared/data has it, else sample) | sample | ml-100k | "
+                   "ml-25m ... (with --data-dir)")
+    p.add_argument("--data-dir", default=None, help="the folder holding the dataset (e.g. synthetic data written by "
+                   "benchmarks/scaling.py); default: ../shared/data")
     p.add_argument("--loss", default="mse", choices=["mse", "bpr"])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=1024)
@@ -100,7 +103,7 @@ def main(argv=None):
     device = torch.device(a.device)
     if a.threads: torch.set_num_threads(a.threads)
     if device.type == "cuda" and not torch.cuda.is_available(): sys.exit("error: CUDA is not available here.")
-    dataset, tensors, n_users, n_items = data_tensors(a.dataset)
+    dataset, tensors, n_users, n_items = data_tensors(a.dataset, a.data_dir)
     keys = positive_keys(tensors["users"].numpy(), tensors["items"].numpy(), n_items, device) if a.loss == "bpr" else None
     print(f"{dataset}: {len(tensors['users']):,} samples, {n_users} users, {n_items} items; loss={a.loss}, "
           f"dim={a.embedding_dim}, batch={a.batch_size}, epochs={a.epochs}, device={device}, threads={torch.get_num_threads()}")
