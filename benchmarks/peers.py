@@ -8,7 +8,7 @@ the other (run it alone: a benchmark beside other jobs measures contention).
 
 - cornac BPR (Cython SGD, one negative per positive): hyperparameters chosen on *valid* from a small grid
   (factors, learning rate, iterations); then that configuration is fitted once more and timed.
-- implicit ALS (conjugate gradient): the same, over factors, regularisation and confidence alpha.
+- implicit ALS (conjugate gradient): the same, over factors, regularisation and confidence alpha (`IMPLICIT_GRIDS`).
 - our iALS (`movie_genie.models.ials`, conjugate gradient in torch): `configs/ials.yaml` as it is (chosen on valid).
   Its fit and that of implicit's chosen ALS are timed again, alternately, three times each (the median is
   reported): the floor is test NDCG@10 >= implicit's at <= 2x its fit time; the ratio is printed. Our fit time is
@@ -20,7 +20,11 @@ the other (run it alone: a benchmark beside other jobs measures contention).
 
     pip install -e ".[bench]" && python benchmarks/peers.py [--threads 1] [--out reports/peers] [--als-only]
 
-`--als-only` runs the ALS part alone (implicit's grid and our iALS: about a minute), without cornac and our BPR.
+`--als-only` runs the ALS part alone (implicit's grid of 64 fits and our iALS: a few minutes), without cornac and our BPR.
+`--dataset ml-latest-small` runs the ALS part on ml-latest-small (implies `--als-only`): implicit is chosen on valid from
+`IMPLICIT_GRIDS` (factors 64-256, regularization 3-100, alpha 1-10: 48 fits, several minutes) and
+our iALS runs with `IALS_TUNED["ml-latest-small"]`, the setting chosen on that valid split inside the time budget
+(tests/test_ials.py says how).
 
 Prints a table and writes it (Markdown and JSON) to `--out`.
 """
@@ -85,22 +89,34 @@ def implicit_als(s, threads, factors, reg, alpha, it=15):
     return Factors.of(um.ids, im.ids, m.user_factors, m.item_factors, None, s.train), fit
 
 
-def ours_ials(s, threads):
-    "Our iALS with `configs/ials.yaml`, fitted on train: (model, fit seconds)."
-    cfg = load_config(ROOT / "configs/ials.yaml")
-    model = get_model("ials", **{k: v for k, v in cfg["model"].items() if k != "type"})
+# implicit's grids (factors, regularization, alpha), chosen on valid. The first ML-100K grid stopped where it chose (32, 10, 1:
+# test 0.3198); this wider one picks 64, 30, 4 (valid 0.2710, test 0.3287). ml-latest-small: 128, 10, 1 (test 0.2552).
+IMPLICIT_GRIDS = {"ml-100k": list(itertools.product([32, 64, 128, 256], [3.0, 10.0, 30.0, 100.0], [1.0, 2.0, 4.0, 10.0])),
+                  "ml-latest-small": list(itertools.product([64, 128, 256], [3.0, 10.0, 30.0, 100.0], [1.0, 2.0, 4.0, 10.0]))}
+# our iALS per dataset: configs/ials.yaml (chosen on ML-100K's valid), and the setting chosen on ml-latest-small's valid
+IALS_TUNED = {"ml-100k": None, "ml-latest-small": {"factors": 128, "alpha": 3.0, "l2": 0.01, "l2_exponent": 1.0, "epochs": 15}}
+
+
+def ials_params(dataset="ml-100k"):
+    cfg = {k: v for k, v in load_config(ROOT / "configs/ials.yaml")["model"].items() if k != "type"}
+    return {**cfg, **(IALS_TUNED.get(dataset) or {})}
+
+
+def ours_ials(s, threads, dataset="ml-100k"):
+    "Our iALS with `configs/ials.yaml` (and the dataset's tuned setting), fitted on train: (model, fit seconds)."
+    model = get_model("ials", **ials_params(dataset))
     t0 = time.perf_counter()
     model.fit(s.train)
     return model, time.perf_counter() - t0
 
 
-def als_pair(s, threads, als_params, repeats=3):
+def als_pair(s, threads, als_params, repeats=3, dataset="ml-100k"):
     "Implicit's ALS (its chosen parameters) and our iALS fitted alternately `repeats` times each: the median fit times."
-    ours_ials(s, threads)                                    # a warm-up fit (implicit's grid warmed it up already)
+    ours_ials(s, threads, dataset)                           # a warm-up fit (implicit's grid warmed it up already)
     t_imp, t_ours, model = [], [], None
     for _ in range(repeats):
         t_imp.append(implicit_als(s, threads, *als_params)[1])
-        model, fit = ours_ials(s, threads)
+        model, fit = ours_ials(s, threads, dataset)
         t_ours.append(fit)
     return model, float(np.median(t_ours)), float(np.median(t_imp))
 
@@ -148,20 +164,23 @@ def main(argv=None):
     p.add_argument("--out", default=str(ROOT / "reports" / "peers"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override configs/bpr.yaml")
     p.add_argument("--als-only", action="store_true", help="implicit's ALS and our iALS only (no cornac, no BPR)")
+    p.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-latest-small"],
+                   help="ml-latest-small: the ALS part only, implicit over the wider grid")
     a = p.parse_args(argv)
     data = find_shared_data()
     if data is None: sys.exit("skipped: ML-100K not found (set MOVIE_GENIE_TEST_DATA or put ml-100k under ../shared/data)")
     torch.set_num_threads(a.threads)
-    s = split(load_movielens("ml-100k", data).ratings, "random", (0.8, 0.1, 0.1), seed=0)
+    if a.dataset != "ml-100k": a.als_only = True
+    s = split(load_movielens(a.dataset, data).ratings, "random", (0.8, 0.1, 0.1), seed=0)
     rows = []
     if not a.als_only:
         print("cornac BPR, chosen on valid:", flush=True)
         rows.append(choose("cornac BPR", cornac_bpr, [(k, lr, it) for k, lr, it in itertools.product([50, 100, 200], [0.01, 0.02], [100, 300])], s, a.threads))
     print("implicit ALS, chosen on valid:", flush=True)
-    als = choose("implicit ALS", implicit_als, list(itertools.product([32, 64, 128], [0.1, 1.0, 10.0], [1.0, 10.0])), s, a.threads)
+    als = choose("implicit ALS", implicit_als, IMPLICIT_GRIDS[a.dataset], s, a.threads)
     rows.append(als)
-    model, t_ours, t_imp = als_pair(s, a.threads, als["params"])
-    ials = {"library": "movie_genie iALS", "params": load_config(ROOT / "configs/ials.yaml")["model"], "valid_ndcg@10": ndcg(model, s, s.valid, None),
+    model, t_ours, t_imp = als_pair(s, a.threads, als["params"], dataset=a.dataset)
+    ials = {"library": "movie_genie iALS", "params": ials_params(a.dataset), "valid_ndcg@10": ndcg(model, s, s.valid, None),
             "test_ndcg@10": ndcg(model, s, s.test, s.valid), "fit_s": t_ours, "implicit_fit_s": t_imp, "fit_ratio": t_ours / t_imp}
     rows.append(ials)
     ok = ials["test_ndcg@10"] >= als["test_ndcg@10"] and t_ours <= 2 * t_imp
@@ -197,6 +216,7 @@ def _report(a, rows, lines, curve):
     print("\n".join(lines))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     name = "peers_als" if a.als_only else "peers"                  # --als-only does not overwrite the full report
+    if getattr(a, "dataset", "ml-100k") != "ml-100k": name += "_" + a.dataset
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     (out / f"{name}.json").write_text(json.dumps({"rows": rows, "curve": curve, "threads": a.threads}, indent=2, default=str))
 

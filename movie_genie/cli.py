@@ -43,6 +43,21 @@ def _parser() -> argparse.ArgumentParser:
                         "else start from scratch; it says which")
     t.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines (errors still print)")
 
+    u = sub.add_parser("tune", help="search a model's hyperparameters on valid with Optuna (the space: the config's `search` section)")
+    u.add_argument("--config", required=True, help="configs/<model>.yaml, with a `search` section")
+    u.add_argument("--trials", type=int, default=30, help="trials to run (more trials of the study when it exists; default 30)")
+    u.add_argument("--timeout", type=float, default=None, help="start no trial after this many seconds")
+    u.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set data.dataset=ml-100k (repeatable)")
+    u.add_argument("--study", default=None, help="the study's name (default: the config's name, else the model type); "
+                                                 "an existing study of this name continues")
+    u.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed (default 0): the same seed, the same trials")
+    u.add_argument("--storage", default=None, help="Optuna storage URL (default: optuna.db beside MLflow's mlflow.db)")
+    u.add_argument("--restart", action="store_true", help="delete the study of this name first, and start afresh")
+    u.add_argument("--reports-dir", default="reports", help="writes <reports-dir>/tune/<study>/best.yaml, trials.csv, summary.json")
+    u.add_argument("--no-mlflow", action="store_true")
+    u.add_argument("--quiet", action="store_true", help="no line per trial (errors still print)")
+
     s = sub.add_parser("serve", help="serve trained models over HTTP")
     s.add_argument("--models-dir", default="models")
     s.add_argument("--host", default="127.0.0.1")
@@ -68,14 +83,19 @@ def run(argv=None) -> int:
                                   progress=False if args.quiet else None))
         elif args.command == "train":
             from movie_genie.training import train_from_config
-            overrides = {}
-            for kv in args.overrides:
-                if "=" not in kv: raise ValueError(f"--set takes KEY=VALUE, got {kv!r}")
-                k, v = kv.split("=", 1); overrides[k] = _parse_value(v)
-            result = train_from_config(args.config, overrides=overrides, output_dir=args.output_dir, reports_dir=args.reports_dir,
+            result = train_from_config(args.config, overrides=_overrides(args.overrides), output_dir=args.output_dir, reports_dir=args.reports_dir,
                                        mlflow=not args.no_mlflow, resume=args.resume, progress=False if args.quiet else None,
                                        verbose=not args.quiet)
             if result["rank"] == 0: print(json.dumps(result["test_metrics"], indent=2, default=str))
+        elif args.command == "tune":
+            from movie_genie.tuning import tune_config
+            r = tune_config(args.config, trials=args.trials, timeout=args.timeout, overrides=_overrides(args.overrides), study=args.study,
+                            seed=args.seed, storage=args.storage, reports_dir=args.reports_dir, mlflow=not args.no_mlflow,
+                            restart=args.restart, log=None if args.quiet else sys.stderr)
+            print(json.dumps({"study": r.study.study_name, "monitor": r.monitor, "best_value": r.best_value, "best_trial": r.best_trial,
+                              "best_params": r.best_params, "best_config": str(r.best_config), "trials": r.counts,
+                              "new_trials": r.new_trials, "storage": r.storage, "mlflow_run_id": r.run_id}, indent=2, default=str))
+            if not args.quiet: print(f"train it: movie-genie train --config {r.best_config}", file=sys.stderr)
         elif args.command == "serve":
             from movie_genie.api import serve
             serve(models_dir=args.models_dir, host=args.host, port=args.port)
@@ -83,8 +103,9 @@ def run(argv=None) -> int:
             from movie_genie.models import list_models
             print("\n".join(list_models()))
     except KeyboardInterrupt:
-        resume = " (`movie-genie train --resume` with the same settings continues from the last finished epoch)" \
-            if args.command == "train" else ""
+        resume = {"train": " (`movie-genie train --resume` with the same settings continues from the last finished epoch)",
+                  "tune": " (`movie-genie tune` with the same config and study continues the study; the trial in progress is lost)"
+                  }.get(args.command, "")
         print(f"error: interrupted{resume}", file=sys.stderr)
         return 130
     except (DataError, ValueError, KeyError, OSError) as e:   # bad input, and files: missing, unreadable, unwritable, a full disk
@@ -98,6 +119,14 @@ def run(argv=None) -> int:
                     f"model.embedding_dim), a smaller evaluation.batch_size, or a machine with more memory.", file=sys.stderr)
         return 2
     return 0
+
+def _overrides(pairs) -> dict:
+    "`--set KEY=VALUE` pairs as dotted config overrides."
+    out = {}
+    for kv in pairs:
+        if "=" not in kv: raise ValueError(f"--set takes KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1); out[k] = _parse_value(v)
+    return out
 
 def _one_line(e: BaseException) -> str:
     "An exception's message on one line (what a `MemoryError` says about the allocation)."

@@ -338,19 +338,9 @@ def plot_comparison(df: pd.DataFrame, metric="ndcg@10", title: str | None = None
 
 # %% ../nbs/06_evaluation.ipynb #0ba579eb
 def tune(name: str, grid: dict, split: Split, metric: str = "ndcg@10", k=(10,), batch_size: int = 1024,
-         verbose: bool = False) -> tuple[dict, pd.DataFrame]:
-    "Grid search of model `name` on `split.valid` (fit on `split.train`): `(best_params, table best first)`."
-    if not len(split.valid): raise ValueError("tune needs a validation set; split with a non-zero valid ratio.")
-    keys = list(grid)
-    if metric.split("@")[-1] not in {str(x) for x in ((k,) if np.isscalar(k) else k)}:
-        raise ValueError(f"metric {metric!r} is not computed at k={k}; add its cut-off to k.")
-    rows = []
-    for values in itertools.product(*(grid[key] for key in keys)):
-        params = dict(zip(keys, values))
-        r = evaluate_model(get_model(name, **params), split.train, split.valid, None, k=k, batch_size=batch_size)
-        rows.append({**params, **{m: v for m, v in r.items() if "@" in m}, "fit_time_s": r["fit_time_s"]})
-        if verbose: print(params, f"{metric}={r[metric]:.4f}")
-    table = pd.DataFrame(rows).sort_values(metric, ascending=False, kind="stable").reset_index(drop=True)
-    best = {key: table.loc[0, key] for key in keys}
-    best = {key: (v.item() if hasattr(v, "item") else v) for key, v in best.items()}
-    return best, table
+         verbose: bool = False, trials: int | None = None, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    """Search model `name`'s parameters on `split.valid` (fit on `split.train`): `(best_params, table best first)`.
+    `grid` maps parameters to lists of values (every point of the grid once) or, with `trials`, also to ranges
+    `{low, high[, log, step]}` searched by Optuna's TPE (`movie_genie.tuning.tune_split`)."""
+    from movie_genie.tuning import tune_split          # (the tuning chapter builds on this one)
+    return tune_split(name, grid, split, trials=trials, seed=seed, metric=metric, k=k, batch_size=batch_size, verbose=verbose)

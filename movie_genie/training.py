@@ -24,9 +24,9 @@ from .evaluation import eval_set, evaluate_on
 
 # %% auto #0
 __all__ = ['SCHEMA', 'CHOICES', 'RATING_METRICS', 'LIMITS', 'ConfigError', 'TrainingError', 'OutputError', 'check_number',
-           'parse_yaml', 'read_yaml', 'load_config', 'resolve_device', 'resolve_precision', 'physical_cores',
-           'resolve_threads', 'get_rng_state', 'set_rng_state', 'PositiveSet', 'positive_keys', 'sample_negatives',
-           'LazyAdam', 'TrainerConfig', 'metric_mode', 'TrainResult', 'Callback', 'output_error',
+           'parse_yaml', 'read_yaml', 'load_config', 'check_search', 'resolve_device', 'resolve_precision',
+           'physical_cores', 'resolve_threads', 'get_rng_state', 'set_rng_state', 'PositiveSet', 'positive_keys',
+           'sample_negatives', 'LazyAdam', 'TrainerConfig', 'metric_mode', 'TrainResult', 'Callback', 'output_error',
            'check_training_checkpoint', 'load_checkpoint', 'Trainer', 'TorchRecommender', 'TrainingData',
            'load_training_data', 'evaluate_recommender', 'plot_history', 'find_project_root', 'tracking_uri',
            'mlflow_name', 'git_commit', 'MlflowTracker', 'config_fingerprint', 'check_writable', 'refuse_too_large',
@@ -205,8 +205,8 @@ def load_config(config, overrides: dict | None = None) -> dict:
     else: raise TypeError(f"config must be a path or a dict, got {type(config).__name__}.")
     if not isinstance(raw, dict): raise ConfigError("a config is a YAML mapping of sections (model, training, data, ...).")
     for k, v in (overrides or {}).items(): _set_dotted(raw, k, v)
-    unknown = sorted(set(raw) - {"name", "model", *SCHEMA}, key=str)
-    if unknown: raise ConfigError(f"{unknown[0]}: unknown section. Valid: name, model, {', '.join(SCHEMA)}.")
+    unknown = sorted(set(raw) - {"name", "model", "search", *SCHEMA}, key=str)
+    if unknown: raise ConfigError(f"{unknown[0]}: unknown section. Valid: name, model, {', '.join(SCHEMA)}, search.")
     cfg = {"name": raw.get("name"), "model": _check_model_section(raw.get("model"))}
     if cfg["name"] is not None and not (isinstance(cfg["name"], str) and re.fullmatch(r"[A-Za-z0-9_.\-]+", cfg["name"])):
         raise ConfigError(f"name: {cfg['name']!r} must be a plain folder name (letters, digits, '_', '-', '.').")
@@ -235,7 +235,112 @@ def load_config(config, overrides: dict | None = None) -> dict:
     if e["monitor"] is not None: _check_metric(e["monitor"], "evaluation.monitor", extra=("train_loss",))
     try: resolve_device(cfg["training"]["device"], check=True)
     except ValueError as err: raise ConfigError(f"training.device: {err}") from None
+    if raw.get("search") is not None:                                      # movie-genie tune's space (below)
+        if space := check_search(raw["search"], cfg): cfg["search"] = space
     return cfg
+
+# %% ../nbs/07_training.ipynb #feda931c
+_NOT_SEARCHED = {"model.type": "it is the model itself: tune each model with its own config",
+                 "training.seed": "picking the luckiest seed fits the noise, not the model",
+                 "training.device": "it changes where a run trains, not what it learns",
+                 "training.threads": "it changes how fast a run trains, not what it learns"}
+_RANGE_FIELDS = ("low", "high", "log", "step")
+_EXAMPLE_SEARCH = "e.g. `search: {model.l2: {low: 10, high: 5000, log: true}, model.k: {choices: [20, 50, 100]}}`"
+
+def _setting_kind(cfg: dict, key: str):
+    "The kind of value setting `key` takes: 'int', 'float', 'str', 'bool', 'list' or None (unknown: a model default of None)."
+    sec, k = key.split(".", 1)
+    if sec == "model":
+        d = get_model_class(cfg["model"]["type"]).default_params().get(k)
+        return ("bool" if isinstance(d, bool) else "int" if isinstance(d, int) else "float" if isinstance(d, float)
+                else "str" if isinstance(d, str) else "list" if isinstance(d, (list, tuple)) else None)
+    spec = SCHEMA[sec][k][0].rstrip("?")
+    return "list" if spec.startswith("list[") else spec
+
+def _check_candidate(cfg: dict, key: str, where: str, value):
+    "Refuse a bound or a choice that is not a valid value of setting `key` (its type and range, the model's own checks)."
+    try:
+        c = load_config({k: v for k, v in cfg.items() if k != "search"}, {key: value})
+        get_model_class(c["model"]["type"])(**{k: v for k, v in c["model"].items() if k != "type"})
+    except (ValueError, TypeError) as e: raise ConfigError(f"{where}: {value!r} is not a valid value: {e}") from None
+
+def check_search(search, cfg: dict) -> dict:
+    "Check a config's `search` section against the validated config `cfg`; returns it normalised (see above)."
+    if search is None: return {}
+    if not isinstance(search, dict):
+        raise ConfigError(f"search: expected a mapping of dotted keys to ranges or choices, {_EXAMPLE_SEARCH}; got {search!r}.")
+    model_cls, out = get_model_class(cfg["model"]["type"]), {}
+    for key, spec in search.items():
+        where = f"search.{key}"
+        parts = key.split(".") if isinstance(key, str) else []
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"{where}: search keys are dotted settings SECTION.KEY, {_EXAMPLE_SEARCH}.")
+        sec, k = parts
+        if sec in ("data", "evaluation"):
+            raise ConfigError(f"{where}: the {sec} section cannot be searched: every trial is measured on the same "
+                              "validation set with the same metric. Search model, training, optimizer or scheduler settings.")
+        if key in _NOT_SEARCHED: raise ConfigError(f"{where}: cannot be searched: {_NOT_SEARCHED[key]}.")
+        if sec == "model":
+            if k not in model_cls.param_names():
+                raise ConfigError(f"{where}: unknown parameter for model {model_cls.name!r}. "
+                                  f"Valid: {', '.join(model_cls.param_names()) or '(none)'}.")
+        elif sec in ("training", "optimizer", "scheduler"):
+            if k not in SCHEMA[sec]: raise ConfigError(f"{where}: unknown key. Valid keys of `{sec}`: {', '.join(SCHEMA[sec])}.")
+            if not issubclass(model_cls, TorchRecommender):
+                raise ConfigError(f"{where}: model {model_cls.name!r} is not trained by the Trainer and ignores the {sec} "
+                                  "section; search its model.* parameters.")
+        else: raise ConfigError(f"{where}: unknown section {sec!r}. Searchable sections: model, training, optimizer, scheduler.")
+        kind = _setting_kind(cfg, key)
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: give a range {{low, high[, log, step]}} or {{choices: [...]}}, got {spec!r}.")
+        spec = {f: v for f, v in spec.items() if v is not None}      # (a field set to null is not given)
+        bad = sorted(set(spec) - {*_RANGE_FIELDS, "type", "choices"}, key=str)
+        if bad: raise ConfigError(f"{where}: unknown field {bad[0]!r}; a range has low, high and optionally log, step or "
+                                  "type (int or float); a list has choices.")
+        if "choices" in spec:
+            ch = spec["choices"]
+            if set(spec) - {"type"} != {"choices"}:
+                raise ConfigError(f"{where}: give either choices or a range (low, high, log, step), not both.")
+            if not isinstance(ch, list) or not ch:
+                raise ConfigError(f"{where}.choices: a non-empty list of values, e.g. [20, 50, 100]; got {ch!r}.")
+            for v in ch:
+                if v is not None and not isinstance(v, (bool, int, float, str)):
+                    raise ConfigError(f"{where}.choices: each choice is a number, a string, a boolean or null; got {v!r}.")
+                _check_candidate(cfg, key, f"{where}.choices", v)
+            if len({repr(v) for v in ch}) != len(ch): raise ConfigError(f"{where}.choices: {ch!r} lists a value twice.")
+            out[key] = {"choices": list(ch)}
+            continue
+        if kind in ("str", "bool", "list"):
+            raise ConfigError(f"{where}: {key} takes a {kind}, not a number in a range: list the values to try as choices, "
+                              "e.g. {choices: [...]}.")
+        missing = [f for f in ("low", "high") if f not in spec]
+        if missing: raise ConfigError(f"{where}: a range needs low and high (missing {', '.join(missing)}), or give choices.")
+        for f in ("low", "high", "step"):
+            v = spec.get(f)
+            if f in spec and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ConfigError(f"{where}.{f}: a finite number, got {v!r}.")
+        low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
+        if not isinstance(log, bool): raise ConfigError(f"{where}.log: true or false, got {log!r}.")
+        if not low < high: raise ConfigError(f"{where}: low ({low}) must be below high ({high}).")
+        if log and step is not None: raise ConfigError(f"{where}: log and step cannot be combined; give one of them.")
+        if log and low <= 0: raise ConfigError(f"{where}: a log scale needs low > 0, got {low}.")
+        if step is not None and step <= 0: raise ConfigError(f"{where}.step: must be > 0, got {step}.")
+        typ = kind or spec.get("type") or ("int" if all(isinstance(spec.get(f, 1), int) for f in ("low", "high", "step")) else "float")
+        if spec.get("type", typ) != typ or typ not in ("int", "float"):
+            raise ConfigError(f"{where}.type: {key} takes {'an' if typ == 'int' else 'a'} {typ}; type may be int or float "
+                              f"and must agree with it, got {spec['type']!r}.")
+        if typ == "int":
+            odd = [f for f in ("low", "high", "step") if f in spec and not isinstance(spec[f], int)]
+            if odd: raise ConfigError(f"{where}.{odd[0]}: {key} is an integer setting: give an integer, got {spec[odd[0]]!r}.")
+        if step is not None:
+            n = (high - low) / step
+            if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+                raise ConfigError(f"{where}.step: {step} does not divide high - low ({high} - {low}); the range would end below high.")
+        for f in ("low", "high"): _check_candidate(cfg, key, f"{where}.{f}", spec[f])
+        cast = int if typ == "int" else float
+        step = cast(step) if step is not None else 1 if typ == "int" and not log else None
+        out[key] = {"low": cast(low), "high": cast(high), "log": log, "step": step, "type": typ}
+    return out
 
 # %% ../nbs/07_training.ipynb #96821638
 def resolve_device(device: str | torch.device = "auto", check: bool = False) -> torch.device:
@@ -1106,8 +1211,10 @@ _LATER_KEYS = [("training", "sparse_embeddings", "auto"), ("training", "max_batc
 def config_fingerprint(cfg: dict) -> str:
     """A hash of everything in a config that changes a run's result, except `training.num_epochs` (a resume may
     extend it) and `training.threads` (a resume may run on another machine). Settings that came after
-    checkpoints were first written are left out while at their defaults, so that those checkpoints still resume."""
+    checkpoints were first written are left out while at their defaults, so that those checkpoints still resume;
+    so is the `search` section."""
     c = copy.deepcopy(cfg); c["training"].pop("num_epochs", None); c["training"].pop("threads", None); c.pop("name", None)
+    c.pop("search", None)                                   # the space `movie-genie tune` searches: not what this run trains
     for sec, key, default in _LATER_KEYS:
         if c.get(sec, {}).get(key, default) == default: c.get(sec, {}).pop(key, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -4,9 +4,23 @@ checkpoints and serving.
 Floor (issue #15): test NDCG@10 of iALS with its defaults (configs/ials.yaml, chosen on ML-100K's validation split)
 at least implicit's ALS on the same split. implicit 0.7.3's `AlternatingLeastSquares` (conjugate gradient, 15
 iterations, one thread), with factors, regularization and alpha chosen on valid from the grid of
-`benchmarks/peers.py`, gets test NDCG@10 **0.3198** (factors 32, regularization 10, alpha 1), measured again for
-this test; that number is the floor here, so the test needs no `implicit`. Protocol: every rating a positive,
+`benchmarks/peers.py` (`IMPLICIT_GRIDS`: factors {32, 64, 128, 256} x regularization {3, 10, 30, 100} x alpha
+{1, 2, 4, 10}), gets test NDCG@10 **0.3287** (factors 64, regularization 30, alpha 4; valid 0.2710); that number is the
+floor here, so the test needs no `implicit`. (The earlier, narrower grid stopped at regularization 10, where it chose
+32, 10, 1: test 0.3198.) Protocol: every rating a positive,
 per-user random 80/10/10 split with seed 0, fit on train, full ranking with train and valid masked.
+
+ml-latest-small (slow tests): the ML-100K defaults do not carry over (test 0.2178: with l2_exponent 1 each penalty grows
+with the catalog, 5.4 times larger). Both libraries were tuned on this split's valid with comparable grids
+(`benchmarks/peers.py --dataset ml-latest-small`): implicit over factors {64, 128, 256} x regularization {3, 10, 30, 100}
+x alpha {1, 2, 4, 10} (48 fits) picks 128, 10, 1: valid 0.2083, test **0.2552** (IMPLICIT_ALS_MLS_NDCG10); ours over the
+same grid with l2_exponent 0 (implicit's model: its alpha a is our alpha a - 1; at the 48 points the two differ by
+0.0014 on valid in the median, 0.0111 at most, -0.0007 on average: different local optima of one loss; the best of
+each, 0.2081 and 0.2083) and with the frequency-scaled penalty (l2_exponent 1, factors {128, 256}, alpha {2, 3, 5}, l2
+{0.005, 0.01, 0.02}), 15 epochs. Best valid: 256 factors, alpha 3, l2 0.01, nu 1 (0.2087, test 0.2642), but it fits in
+2.2x implicit's time, over the floor's 2x budget; the best setting inside the budget, 128 factors (TUNED_MLS: valid
+0.2086, a tie; test **0.2597**, fit 0.56x implicit's), is the one asserted. Without the frequency-scaled penalty our best
+is 0.2081 on valid (128 factors, alpha 0, l2 10: implicit's own choice).
 """
 from pathlib import Path
 
@@ -23,7 +37,9 @@ from movie_genie.models import CheckpointError, Recommender, get_model, get_mode
 from movie_genie.models.ials import IALS, IALS_SOLVERS, ials_l2, ials_solve, row_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
-IMPLICIT_ALS_NDCG10 = 0.3198       # implicit's ALS on this split, chosen on valid (see above)
+IMPLICIT_ALS_NDCG10 = 0.3287       # implicit's ALS on this split, chosen on valid (see above)
+IMPLICIT_ALS_MLS_NDCG10 = 0.2552   # implicit's ALS on ml-latest-small's split, chosen on valid (see above)
+TUNED_MLS = {"factors": 128, "alpha": 3.0, "l2": 0.01, "l2_exponent": 1.0, "epochs": 15}   # chosen on its valid (see above)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
@@ -71,6 +87,30 @@ def test_floor_ml100k(ml_split):
     print({k: round(v, 4) for k, v in m.items()})
     assert m["n_users"] == 943 and m["n_cold_users"] == 0
     assert m["ndcg@10"] >= IMPLICIT_ALS_NDCG10, m["ndcg@10"]
+
+
+@pytest.fixture(scope="module")
+def mls_split(shared_data):
+    return split(load_movielens("ml-latest-small", shared_data).ratings, "random", (0.8, 0.1, 0.1), seed=0)
+
+
+@pytest.mark.slow
+def test_floor_ml_latest_small(mls_split):
+    "Test NDCG@10 with the settings chosen on ml-latest-small's valid >= implicit's ALS chosen the same way."
+    s = mls_split
+    m = evaluate_model(get_model("ials", **TUNED_MLS), s.train, s.test, s.valid, k=(10,))
+    print({k: round(v, 4) for k, v in m.items()})
+    assert m["ndcg@10"] == pytest.approx(0.2597, abs=1e-3)
+    assert m["ndcg@10"] >= IMPLICIT_ALS_MLS_NDCG10, m["ndcg@10"]
+
+
+@pytest.mark.slow
+def test_tuned_on_valid_ml_latest_small(mls_split):
+    "TUNED_MLS is what `tune` picks on ml-latest-small's valid from a grid around the optimum (128 factors, frequency-scaled)."
+    grid = {"factors": [128], "alpha": [2.0, 3.0, 5.0], "l2": [0.005, 0.01, 0.02], "l2_exponent": [1.0], "epochs": [15]}
+    best, table = tune("ials", grid, mls_split)
+    print(table.head())
+    assert best == TUNED_MLS
 
 
 def test_defaults_are_tuned(ml_split):
