@@ -17,11 +17,6 @@ from ..training import positive_keys, sample_negatives
 __all__ = ['BPR']
 
 # %% ../../nbs/09_bpr.ipynb #49b987d8
-def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    "Inverted dropout with a mask from `rand` (on the CPU, `bernoulli_`, which `F.dropout` uses, costs several times more)."
-    if not training or p <= 0: return x
-    return x * (torch.rand_like(x) >= p).to(x.dtype) * (1.0 / (1.0 - p))
-
 @register_model
 class BPR(FactorModel):
     "Matrix factorization trained with the BPR pairwise loss on implicit positives, uniform negatives sampled on the device."
@@ -47,10 +42,10 @@ class BPR(FactorModel):
         net, u, i = self.net, batch["users"], batch["items"]
         j = sample_negatives(u, self.n_items, self.num_negatives, self._positives)          # [b, k]
         ij = torch.cat([i.unsqueeze(1), j], 1)                                             # [b, 1 + k]: positive, negatives
-        p = _dropout(net.user_embedding(u), self.dropout, net.training)                    # [b, d]: one mask per sample
+        p = net.dropout(net.user_embedding(u))                                             # [b, d]: one mask per sample
         q = net.item_embedding(ij)                                                         # [b, 1 + k, d]: one lookup
         if self.item_dropout: q = net.dropout(q)
-        x = torch.linalg.vecdot(q, p.unsqueeze(1)) + net.item_bias(ij).squeeze(-1)         # [b, 1 + k] scores
+        x = (q * p.unsqueeze(1)).sum(-1) + net.item_bias(ij).squeeze(-1)
         return -F.logsigmoid(x[:, :1] - x[:, 1:]).float().mean()
 
     foldin_alpha, foldin_l2 = 10.0, 300.0   # fold-in confidence and ridge penalty, chosen on the ML-100K validation split
