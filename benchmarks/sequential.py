@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL = ["pop", "itemknn", "ease", "bpr", "sasrec", "bert4rec", "two_tower"]
+ALL = ["pop", "itemknn", "ease", "bpr", "sasrec", "gsasrec", "bert4rec", "two_tower"]
 
 
 def cpu_timer():

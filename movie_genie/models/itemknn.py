@@ -12,7 +12,7 @@ from ..data import progress_bar
 from . import Interactions, Recommender, check_csr, register_model
 
 # %% auto #0
-__all__ = ['BM25_K1', 'BM25_B', 'WEIGHTINGS', 'weight_matrix', 'topk_similarity', 'ItemKNN']
+__all__ = ['BM25_K1', 'BM25_B', 'WEIGHTINGS', 'weight_matrix', 'topk_similarity', 'ItemItemModel', 'ItemKNN']
 
 # %% ../../nbs/04_itemknn.ipynb #966d757e
 BM25_K1, BM25_B = 1.2, 0.75
@@ -74,8 +74,40 @@ def _csr_tensor_parts(m: sp.spmatrix, prefix: str) -> dict:
             f"{prefix}.indices": torch.from_numpy(m.indices.astype(np.int64)),
             f"{prefix}.data": torch.from_numpy(m.data.astype(np.float32))}
 
+class ItemItemModel(Recommender):
+    """A model whose scores are `X[users] @ W` for a sparse item x item matrix `W` (CSR, float32): ItemKNN here,
+    RP3beta and SLIM later. Subclasses set `self.W` in `_fit`; scoring, neighbours, fold-in, reasons and
+    checkpoints are shared."""
+    def _score(self, users: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((self.seen[users] @ self.W).toarray())
+
+    def _similar(self, items: np.ndarray) -> torch.Tensor:
+        "Row `i` of `W`: what the model recommends to someone whose history is movie `i` alone."
+        return torch.from_numpy(self.W[items].toarray())
+
+    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
+        "`x W` for a new user's binary history row `x` (ratings unused, as in training): the sum of the history's rows of `W`."
+        return torch.from_numpy(np.asarray(self.W[np.unique(items)].sum(0), dtype=np.float32).ravel())
+
+    def _because(self, items: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """For each recommended movie `j` of `top`, the history movie `h` with the largest `W[h, j]`, its nearest
+        neighbour among them (-1 when no history movie has weight for `j`); sparse until the `[|H|, len(top)]` block."""
+        h = np.unique(items)
+        w = self.W[h][:, np.asarray(top, dtype=np.int64)].toarray()
+        best = w.argmax(0)
+        return np.where(w[best, np.arange(w.shape[1])] > 0, h[best], -1)
+
+    def _state(self) -> dict: return _csr_tensor_parts(self.W, "W")
+    def _load_state(self, state: dict):
+        n = self.n_items
+        if "W.data" not in state or len(state["W.data"]) != len(state.get("W.indices", ())):
+            raise ValueError("W.data is missing or does not match W.indices")
+        check_csr(state["W.indptr"], state["W.indices"], (n, n), "W", "pytorch_model.bin")   # before SciPy reads them
+        self.W = sp.csc_matrix((state["W.data"].numpy(), state["W.indices"].numpy(), state["W.indptr"].numpy()),
+                               shape=(n, n)).tocsr()
+
 @register_model
-class ItemKNN(Recommender):
+class ItemKNN(ItemItemModel):
     "Item-item k-nearest-neighbours with a shrunk (asymmetric) cosine; scores are `X[users] @ W`."
     name = "itemknn"
     block_size = 1024          # columns of the similarity computed at a time (memory: n_items x block_size floats)
@@ -90,25 +122,3 @@ class ItemKNN(Recommender):
     def _fit(self, data: Interactions, valid: Interactions | None):
         X = weight_matrix(data.matrix(), self.weighting)
         self.W = topk_similarity(X, self.k, self.shrink, self.alpha, self.block_size, getattr(self, "_progress", None)).tocsr()
-
-    def _score(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((self.seen[users] @ self.W).toarray())
-
-    def _similar(self, items: np.ndarray) -> torch.Tensor:
-        "Row `i` of `W`: what the model recommends to someone whose history is movie `i` alone."
-        return torch.from_numpy(self.W[items].toarray())
-
-    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
-        """`x W` for a new user's binary history row `x` (ratings unused, as in training): the sum of the
-        history's rows of `W`. The reason for a recommendation `j` (`_because`, from `_similar`: rows of `W`) is the
-        history movie `h` with the largest `W[h, j]`, its nearest neighbour among them."""
-        return torch.from_numpy(np.asarray(self.W[np.unique(items)].sum(0), dtype=np.float32).ravel())
-
-    def _state(self) -> dict: return _csr_tensor_parts(self.W, "W")
-    def _load_state(self, state: dict):
-        n = self.n_items
-        if "W.data" not in state or len(state["W.data"]) != len(state.get("W.indices", ())):
-            raise ValueError("W.data is missing or does not match W.indices")
-        check_csr(state["W.indptr"], state["W.indices"], (n, n), "W", "pytorch_model.bin")   # before SciPy reads them
-        self.W = sp.csc_matrix((state["W.data"].numpy(), state["W.indices"].numpy(), state["W.indptr"].numpy()),
-                               shape=(n, n)).tocsr()

@@ -9,8 +9,8 @@ import scipy.sparse as sp
 import torch
 
 from ..data import progress_bar
-from . import Interactions, Recommender, check_csr, register_model
-from .itemknn import _csr_tensor_parts
+from . import Interactions, register_model
+from .itemknn import ItemItemModel
 
 # %% auto #0
 __all__ = ['transition_matrices', 'rp3beta_memory', 'rp3beta_weights', 'RP3beta']
@@ -70,7 +70,7 @@ def rp3beta_weights(X: sp.spmatrix, k: int, alpha: float = 1.0, beta: float = 0.
 
 # %% ../../nbs/13_rp3beta.ipynb #67a24a08
 @register_model
-class RP3beta(Recommender):
+class RP3beta(ItemItemModel):
     "RP3beta: a movie -> user -> movie random walk with a popularity penalty (`rp3beta_weights`); scores are `X[users] @ W`."
     name = "rp3beta"
     block_size = 1024          # candidate movies computed at a time (memory: n_items x block_size floats)
@@ -91,30 +91,3 @@ class RP3beta(Recommender):
     def _fit(self, data: Interactions, valid: Interactions | None):
         self.W = rp3beta_weights(data.matrix(), self.k, self.alpha, self.beta, self.normalize, self.block_size,
                                  getattr(self, "_progress", None))
-
-    def _score(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((self.seen[users] @ self.W).toarray())
-
-    def _similar(self, items: np.ndarray) -> torch.Tensor:
-        "Row `i` of `W`: where the walk from movie `i` leads, i.e. what the model recommends after movie `i` alone."
-        return torch.from_numpy(self.W[items].toarray())
-
-    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
-        "`x W` for a new user's binary history row `x` (ratings unused, as in training): the sum of the history's rows of `W`."
-        return torch.from_numpy(np.asarray(self.W[np.unique(items)].sum(0), dtype=np.float32).ravel())
-
-    def _because(self, items: np.ndarray, top: np.ndarray) -> np.ndarray:
-        "For each recommended movie `j` of `top`, the history movie `h` with the largest `W[h, j]` (-1 when none leads to `j`)."
-        h = np.unique(items)
-        w = self.W[h][:, np.asarray(top, dtype=np.int64)].toarray()      # [|H|, len(top)], sparse until here
-        best = w.argmax(0)
-        return np.where(w[best, np.arange(w.shape[1])] > 0, h[best], -1)
-
-    def _state(self) -> dict: return _csr_tensor_parts(self.W, "W")
-    def _load_state(self, state: dict):
-        n = self.n_items
-        if "W.data" not in state or len(state["W.data"]) != len(state.get("W.indices", ())):
-            raise ValueError("W.data is missing or does not match W.indices")
-        check_csr(state["W.indptr"], state["W.indices"], (n, n), "W", "pytorch_model.bin")   # before SciPy reads them
-        self.W = sp.csc_matrix((state["W.data"].numpy(), state["W.indices"].numpy(), state["W.indptr"].numpy()),
-                               shape=(n, n)).tocsr()

@@ -15,8 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet
 
 from ..data import progress_bar
-from . import Interactions, Recommender, check_csr, register_model
-from .itemknn import _csr_tensor_parts
+from . import Interactions, register_model
+from .itemknn import ItemItemModel
 
 # %% auto #0
 __all__ = ['sklearn_penalty', 'binary_csc', 'slim_columns', 'slim_weights', 'slim_memory', 'SLIM']
@@ -93,7 +93,7 @@ def slim_memory(n_items: int, topk: int) -> int:
 
 # %% ../../nbs/15_slim.ipynb #s13cd3b8
 @register_model
-class SLIM(Recommender):
+class SLIM(ItemItemModel):
     "SLIM: sparse non-negative item-item weights learned by elastic-net regression (`slim_weights`); scores are `X[users] @ W`."
     name = "slim"
     max_iter = 100             # coordinate-descent sweeps per movie at most (scikit-learn's default)
@@ -114,30 +114,3 @@ class SLIM(Recommender):
     def _fit(self, data: Interactions, valid: Interactions | None):
         self.W = slim_weights(data.matrix(), self.l1, self.l2, self.topk, self.n_jobs, max_iter=self.max_iter,
                               tol=self.tol, progress=getattr(self, "_progress", None))
-
-    def _score(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((self.seen[users] @ self.W).toarray())
-
-    def _similar(self, items: np.ndarray) -> torch.Tensor:
-        "Row `i` of `W`: the weight of movie `i` in every other movie's recipe, i.e. what SLIM recommends after movie `i` alone."
-        return torch.from_numpy(self.W[items].toarray())
-
-    def _score_history(self, items: np.ndarray, ratings: np.ndarray | None) -> torch.Tensor:
-        "`x W` for a new user's binary history row `x` (ratings unused, as in training): the sum of the history's rows of `W`, kept sparse."
-        return torch.from_numpy(np.asarray(self.W[np.unique(items)].sum(0), dtype=np.float32).ravel())
-
-    def _because(self, items: np.ndarray, top: np.ndarray) -> np.ndarray:
-        "For each recommended movie `j` of `top`, the history movie `h` with the largest `W[h, j]` (-1 when none has weight for `j`)."
-        h = np.unique(items)
-        w = self.W[h][:, np.asarray(top, dtype=np.int64)].toarray()      # [|H|, len(top)], sparse until here
-        best = w.argmax(0)
-        return np.where(w[best, np.arange(w.shape[1])] > 0, h[best], -1)
-
-    def _state(self) -> dict: return _csr_tensor_parts(self.W, "W")
-    def _load_state(self, state: dict):
-        n = self.n_items
-        if "W.data" not in state or len(state["W.data"]) != len(state.get("W.indices", ())):
-            raise ValueError("W.data is missing or does not match W.indices")
-        check_csr(state["W.indptr"], state["W.indices"], (n, n), "W", "pytorch_model.bin")   # before SciPy reads them
-        self.W = sp.csc_matrix((state["W.data"].numpy(), state["W.indices"].numpy(), state["W.indptr"].numpy()),
-                               shape=(n, n)).tocsr()
