@@ -46,7 +46,8 @@ def test_configs_are_valid_and_match_model_defaults(path):
     cls = get_model_class(cfg["model"]["type"])
     given = {k: v for k, v in yaml.safe_load(path.read_text())["model"].items() if k != "type"}
     defaults = cls.default_params()
-    assert given == {k: defaults[k] for k in given}, f"{path.name}: model section differs from {cls.__name__}'s defaults"
+    as_yaml = lambda d: json.loads(json.dumps(d))                  # tuples (immutable defaults) read back as YAML lists
+    assert given == as_yaml({k: defaults[k] for k in given}), f"{path.name}: model section differs from {cls.__name__}'s defaults"
     assert cfg["data"]["dataset"] == "sample"
 
 
