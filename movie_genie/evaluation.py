@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_evaluation.ipynb #f82abf1d
 from __future__ import annotations
-import itertools, time
+import time
 from dataclasses import dataclass
 
 import numpy as np
