@@ -117,7 +117,7 @@ class LightGCN(TorchRecommender):
         U, I = net()                                                                 # one full propagation
         j = sample_negatives(u, self.n_items, int(self.num_negatives), self._positives)   # [b, k]
         ij = torch.cat([i.unsqueeze(1), j], 1)                                       # [b, 1 + k]: positive, negatives
-        x = (I[ij] * U[u].unsqueeze(1)).sum(-1)
+        x = (F.embedding(ij, I) * F.embedding(u, U).unsqueeze(1)).sum(-1)               # lookups whose backward is deterministic
         bpr = -F.logsigmoid(x[:, :1] - x[:, 1:]).mean()
         u0, q0 = net.user_embedding(u).float(), net.item_embedding(ij).float()
         reg = 0.5 * (u0.pow(2).sum(-1) + q0[:, 0].pow(2).sum(-1) + q0[:, 1:].pow(2).sum(-1).mean(-1)).mean()
