@@ -46,6 +46,13 @@ def sample():
     return load_movielens("sample")
 
 
+@pytest.fixture(scope="module")
+def sample_split(sample):
+    "The built-in sample's random 80/10/10 split (seed 0), once per test module."
+    from movie_genie.data import split
+    return split(sample.ratings, "random", seed=0)
+
+
 # Accuracy floors that train models for minutes (BPR/MF on ML-100K, the sequence models on two datasets) are
 # marked `slow`: run them with `pytest --runslow` (or MOVIE_GENIE_SLOW=1); the default run skips them, saying so.
 def pytest_addoption(parser):

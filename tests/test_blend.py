@@ -40,11 +40,6 @@ MEASURED = {"ml-100k": (0.3417, 0.3265, True), "ml-latest-small": (0.2770, 0.269
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
-@pytest.fixture(scope="module")
-def sample_split(sample):
-    return split(sample.ratings, "random", seed=0)
-
-
 SMALL = [{"type": "ease"}, {"type": "ials", "factors": 8, "epochs": 4}, {"type": "rp3beta"}]
 
 

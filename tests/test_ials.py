@@ -51,11 +51,6 @@ def ml_split(ml100k):
 
 
 @pytest.fixture(scope="module")
-def sample_split():
-    return split(load_movielens("sample").ratings, "random", seed=0)
-
-
-@pytest.fixture(scope="module")
 def fitted(sample_split):
     return get_model("ials", factors=16, epochs=5).fit(sample_split.train)
 

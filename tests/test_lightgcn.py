@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 import yaml
 
-from movie_genie.data import load_movielens, split
+from movie_genie.data import load_movielens
 from movie_genie.models import CheckpointError, Recommender, get_model, list_models
 from movie_genie.models.lightgcn import LightGCN, LightGCNNetwork, normalized_adjacency
 
@@ -31,11 +31,6 @@ MLS_SETTINGS = {"model.num_layers": 2, "model.num_negatives": 32, "training.lear
 MLS_FLOOR = 0.225                  # measured 0.2277; BPR-MF's figure to come (see above)
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def sample_split():
-    return split(load_movielens("sample").ratings, "random", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from movie_genie.data import load_movielens, split
 from movie_genie.evaluation import evaluate_model
 from movie_genie.models import CheckpointError, Recommender, get_model, get_model_class, list_models
 from movie_genie.models.multvae import (MultVAENet, RecVAE, anneal_beta, composite_log_prior, csr_bags, log_normal,
@@ -29,11 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BPR_ML100K_NDCG10 = 0.3117          # README: BPR-MF, test NDCG@10 on ML-100K under this protocol
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def sample_split():
-    return split(load_movielens("sample").ratings, "random", seed=0)
 
 
 @pytest.fixture(scope="module")
