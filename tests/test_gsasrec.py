@@ -4,14 +4,17 @@ checkpoints, fold-in, the training entry point, and the floors on MovieLens.
 Floors (issue #15): under the protocol of benchmarks/sequential.py and tests/test_sequential.py (chronological
 leave-one-out; fitted on train+valid for the number of epochs that early stopping on the valid items chose, the
 whole catalog ranked for the test movie with train+valid masked; 1 torch thread, seed 0), gSASRec with its
-defaults (configs/gsasrec.yaml: num_negatives 1024, gbce_t 0.75, chosen on valid) is compared with SASRec's README
-figures, 0.0935 on ML-100K and 0.0507 on ml-latest-small. Measured: 0.0967 on ML-100K (1.03x, HR@10 0.1898) and
-0.0479 on ml-latest-small (0.945x, HR@10 0.0951). The issue asks for 0.95x on both: met on ML-100K; on
-ml-latest-small the best valid setting falls short by 0.0003 (about a twentieth of the standard error of these
-figures, 610 test users). That miss is reported in the issue, not tuned away on test: this test guards the
-measured figure with a 0.94x floor (FLOOR).
-Speed: on ml-latest-small, a gSASRec training epoch costs less CPU time than a SASRec epoch, both measured in the
-same test (CPU seconds of this process, robust to other jobs on the machine).
+defaults (configs/gsasrec.yaml: every training window of each user (max_windows_per_user null), num_negatives 256,
+gbce_t 0.75, learning rate 0.001; chosen on ml-latest-small valid, valid NDCG@10 0.0720) is compared with SASRec's
+README figures, 0.0935 on ML-100K and 0.0507 on ml-latest-small (SASRec's config trains one window per user).
+Measured: 0.1038 on ML-100K (1.11x, HR@10 0.1877, 12 epochs) and 0.0509 on ml-latest-small (1.00x, HR@10 0.0934,
+22 epochs). The issue asks for 0.95x on both (FLOOR): met on both. SASRec trained on every window too reaches 0.1057
+and 0.0522 (one run each, measured for the README, not asserted): gSASRec is at 0.98x and 0.975x of that.
+Speed: on ml-latest-small, on the same training windows (the newest of each user, SASRec's setting), a gSASRec
+epoch costs less CPU time than a SASRec epoch: 256 sampled negatives a window against a softmax over 9,724 movies.
+Both are measured in the same test (CPU seconds of this process). gSASRec's default, every window of each user,
+makes an epoch about 3x the windows; its epoch then cost 0.84x SASRec's one-window epoch once, but that margin is
+within what another job on the machine does to CPU time, so the test compares equal work.
 """
 from pathlib import Path
 import time
@@ -32,8 +35,8 @@ from movie_genie.training import Callback, TrainerConfig, load_config, train_fro
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SASREC_NDCG10 = {"ml-100k": 0.0935, "ml-latest-small": 0.0507}     # README, leave-one-out tables (1 thread)
-FLOOR = {"ml-100k": 0.95, "ml-latest-small": 0.94}                 # x SASRec (see above)
-EPOCHS = {"ml-100k": 11, "ml-latest-small": 15}                    # chosen by early stopping on valid (benchmarks/sequential.py)
+FLOOR = {"ml-100k": 0.95, "ml-latest-small": 0.95}                 # x SASRec (see above)
+EPOCHS = {"ml-100k": 12, "ml-latest-small": 22}                    # chosen by early stopping on valid (benchmarks/sequential.py)
 
 pytestmark = pytest.mark.usefixtures("one_thread")                  # tests/conftest.py
 
@@ -167,12 +170,12 @@ class _EpochCPU(Callback):
 
 @pytest.mark.slow
 def test_cheaper_epochs_than_sasrec(shared_data):
-    "On ml-latest-small (9,724 movies), 3 training epochs of each, same data, same script: gSASRec's CPU s/epoch < SASRec's."
+    "On ml-latest-small (9,724 movies), 3 training epochs of each on the same windows, same script: gSASRec's CPU s/epoch < SASRec's."
     s = split(load_movielens("ml-latest-small", shared_data).ratings, "leave_one_out")
     cost = {}
     for name in ("sasrec", "gsasrec"):
         cpu = _EpochCPU()
-        get_model(name).fit(s.train, None, callbacks=[cpu], **_fit_kwargs(name, num_epochs=3, early_stopping_patience=None, monitor=None))
+        get_model(name, max_windows_per_user=1).fit(s.train, None, callbacks=[cpu], **_fit_kwargs(name, num_epochs=3, early_stopping_patience=None, monitor=None))
         cost[name] = float(np.mean(cpu.times))
     print({k: round(v, 2) for k, v in cost.items()})
-    assert cost["gsasrec"] < cost["sasrec"], cost
+    assert cost["gsasrec"] < cost["sasrec"], cost                  # measured 1.05 against 3.8 CPU s (another job running)

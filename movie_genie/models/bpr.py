@@ -4,6 +4,7 @@
 
 # %% ../../nbs/09_bpr.ipynb #6bd0df19
 from __future__ import annotations
+import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,60 @@ from .matrix_factorization import FactorModel
 from ..training import positive_keys, sample_negatives
 
 # %% auto #0
-__all__ = ['BPR']
+__all__ = ['rand_dropout', 'SampledScores', 'sampled_scores', 'BPR']
+
+# %% ../../nbs/09_bpr.ipynb #d195b671
+def rand_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    "Inverted dropout whose mask comes from `torch.rand` (on the CPU a third of `F.dropout`'s Bernoulli draw)."
+    if not training or p == 0: return x
+    return x * torch.rand_like(x).ge_(p).div_(1 - p)
+
+
+def _bags_by_row(idx: torch.Tensor, n_rows: int, sparse: bool):
+    """The entries of `idx` grouped by value: (order, the distinct values or None, bag offsets: one bag a value
+    touched, or one a row when dense). A stable sort, of 32-bit keys (twice as fast as 64-bit ones)."""
+    flat = idx.reshape(-1)
+    order = torch.sort(flat.int() if n_rows < 2**31 else flat, stable=True).indices
+    if sparse: rows, counts = torch.unique_consecutive(flat[order], return_counts=True)
+    else: rows, counts = None, torch.bincount(flat, minlength=n_rows)
+    return order, rows, torch.cumsum(counts, 0) - counts
+
+
+class SampledScores(torch.autograd.Function):
+    "x[b, c] = P[b] . Q[idx[b, c]] by SDDMM, gradients by `embedding_bag`: no `[b, c, d]` tensor (see above)."
+    @staticmethod
+    def forward(ctx, P, Q, idx, sparse_grad: bool):
+        b, c = idx.shape
+        crow = torch.arange(0, b * c + 1, c, device=idx.device)
+        with warnings.catch_warnings():                       # "sparse CSR support is in beta": this use is tested here
+            warnings.simplefilter("ignore", UserWarning)
+            pattern = torch.sparse_csr_tensor(crow, idx.reshape(-1), torch.zeros(b * c, dtype=P.dtype, device=P.device),
+                                              (b, Q.shape[0]), check_invariants=False)
+        ctx.save_for_backward(P, Q, idx)
+        ctx.sparse_grad = sparse_grad
+        return torch.sparse.sampled_addmm(pattern, P, Q.T, beta=0.0).values().view(b, c)
+
+    @staticmethod
+    def backward(ctx, g):
+        P, Q, idx = ctx.saved_tensors
+        g = g.contiguous()
+        gP = F.embedding_bag(idx, Q, per_sample_weights=g, mode="sum") if ctx.needs_input_grad[0] else None
+        gQ = None
+        if ctx.needs_input_grad[1]:
+            order, rows, offsets = _bags_by_row(idx, Q.shape[0], ctx.sparse_grad)
+            vals = F.embedding_bag(order // idx.shape[1], P, offsets, per_sample_weights=g.reshape(-1)[order], mode="sum")
+            gQ = torch.sparse_coo_tensor(rows.unsqueeze(0), vals, Q.shape, is_coalesced=True,
+                                                                 check_invariants=False) if ctx.sparse_grad else vals
+        return gP, gQ, None, None
+
+
+def sampled_scores(P: torch.Tensor, Q: torch.Tensor, idx: torch.Tensor, sparse_grad: bool = False) -> torch.Tensor:
+    """`[b, c]` dot products of each row of `P` (`[b, d]`) with the rows `idx[b]` of `Q` (`[n, d]`):
+    `(Q[idx] * P[:, None]).sum(-1)`, without building `Q[idx]` on the CPU; `sparse_grad`: `Q`'s gradient as a
+    sparse tensor of the rows touched (an `nn.Embedding(sparse=True)` table)."""
+    if P.device.type == "cpu" and P.dtype == Q.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
+        return SampledScores.apply(P, Q, idx, sparse_grad)
+    return (F.embedding(idx, Q, sparse=sparse_grad) * P.unsqueeze(1)).sum(-1)
 
 # %% ../../nbs/09_bpr.ipynb #49b987d8
 @register_model
@@ -25,7 +79,7 @@ class BPR(FactorModel):
     trainer_defaults = {"learning_rate": 4e-3, "weight_decay": 1e-5, "batch_size": 4096, "num_epochs": 50,
                         "early_stopping_patience": 10, "scheduler": "cosine", "min_lr": 1e-5, "metrics": ("recall@10", "ndcg@10")}
 
-    def __init__(self, embedding_dim: int = 256, dropout: float = 0.3, num_negatives: int = 8, exclude_positives: bool = True,
+    def __init__(self, embedding_dim: int = 256, dropout: float = 0.4, num_negatives: int = 8, exclude_positives: bool = True,
                  item_dropout: bool = False):
         if int(num_negatives) < 1: raise ValueError(f"num_negatives must be at least 1, got {num_negatives}.")
         self.embedding_dim, self.dropout, self.num_negatives, self.exclude_positives = embedding_dim, dropout, num_negatives, exclude_positives
@@ -42,10 +96,10 @@ class BPR(FactorModel):
         net, u, i = self.net, batch["users"], batch["items"]
         j = sample_negatives(u, self.n_items, self.num_negatives, self._positives)          # [b, k]
         ij = torch.cat([i.unsqueeze(1), j], 1)                                             # [b, 1 + k]: positive, negatives
-        p = net.dropout(net.user_embedding(u))                                             # [b, d]: one mask per sample
-        q = net.item_embedding(ij)                                                         # [b, 1 + k, d]: one lookup
-        if self.item_dropout: q = net.dropout(q)
-        x = (q * p.unsqueeze(1)).sum(-1) + net.item_bias(ij).squeeze(-1)
+        p = rand_dropout(net.user_embedding(u), net.dropout.p, net.training)              # [b, d]: one mask per sample
+        if self.item_dropout: x = (net.dropout(net.item_embedding(ij)) * p.unsqueeze(1)).sum(-1)   # a mask per movie vector
+        else: x = sampled_scores(p, net.item_embedding.weight, ij, net.item_embedding.sparse)  # [b, 1 + k], no [b, 1 + k, d]
+        x = x + net.item_bias(ij).squeeze(-1)
         return -F.logsigmoid(x[:, :1] - x[:, 1:]).float().mean()
 
     foldin_alpha, foldin_l2 = 10.0, 300.0   # fold-in confidence and ridge penalty, chosen on the ML-100K validation split

@@ -45,8 +45,8 @@ class GSASRec(SASRec):
     name = "gsasrec"
 
     def __init__(self, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 1, dropout: float = 0.2,
-                 max_sequence_length: int = 50, min_sequence_length: int = 2, max_windows_per_user: int | None = 1,
-                 num_negatives: int = 1024, gbce_t: float = 0.75):
+                 max_sequence_length: int = 50, min_sequence_length: int = 2, max_windows_per_user: int | None = None,
+                 num_negatives: int = 256, gbce_t: float = 0.75):
         super().__init__(hidden_size, num_layers, num_heads, dropout, max_sequence_length, min_sequence_length, max_windows_per_user)
         gbce_beta(num_negatives, 2, gbce_t)                                # checks both values now, not after loading the data
         self.num_negatives, self.gbce_t = num_negatives, gbce_t
