@@ -1,5 +1,5 @@
 """RP3beta (nbs/13_rp3beta.ipynb): accuracy floors on ML-100K and ml-latest-small (skipped without ../shared/data),
-tuning, config, checkpoints and serving.
+tuning, config and bad parameters; checkpoints and serving are in tests/test_item_item.py (shared with SLIM).
 
 Protocol (the one of tests/test_baselines.py): every rating a positive, per-user random 80/10/10 split with seed 0,
 hyperparameters chosen on valid with `tune` (fit on train, train masked), the chosen model fitted on train only and
@@ -16,16 +16,12 @@ ml-latest-small, so that a change that meets it is noticed; a regression floor (
 """
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-import torch
 import yaml
 
 from movie_genie.data import load_movielens, split
 from movie_genie.evaluation import evaluate_model, tune
-from movie_genie.models import CheckpointError, Recommender, get_model, get_model_class
-from movie_genie.serving import ModelService
+from movie_genie.models import Recommender, get_model, get_model_class
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DATASETS = ["ml-100k", "ml-latest-small"]
@@ -91,69 +87,6 @@ def test_defaults_and_config():
     model = dict(cfg["model"])
     assert model.pop("type") == "rp3beta" and model == get_model_class("rp3beta").default_params()
     assert cfg["evaluation"]["monitor"] == "ndcg@10" and cfg["data"]["split"] == "random"
-
-
-@pytest.fixture(scope="module")
-def fitted(sample):
-    s = split(sample.ratings, "random", seed=0)
-    return sample, s, get_model("rp3beta").fit(s.train, s.valid)
-
-
-def test_save_load_round_trip(fitted, tmp_path):
-    sample, s, m = fitted
-    path = m.save_pretrained(tmp_path / "rp3beta", metrics={"ndcg@10": 0.1}, movies=sample.movies, heldout=s.test)
-    back = Recommender.from_pretrained(path)
-    assert type(back) is type(m) and back.name == "rp3beta" and back.get_params() == m.get_params()
-    assert back.W.shape == m.W.shape and (back.W != m.W).nnz == 0
-    users = s.test.user_id.unique()[:100]
-    pd.testing.assert_frame_equal(back.recommend(users, k=10), m.recommend(users, k=10))
-    hist = s.train.movie_id[s.train.user_id == users[0]].tolist()
-    pd.testing.assert_frame_equal(back.recommend_from_history(hist, k=10), m.recommend_from_history(hist, k=10))
-    pd.testing.assert_frame_equal(back.similar_items(hist[:3], k=5), m.similar_items(hist[:3], k=5))
-    assert get_model_class("rp3beta").from_pretrained(path).W.nnz == m.W.nnz
-    with pytest.raises(CheckpointError, match="not 'itemknn'"):
-        get_model_class("itemknn").from_pretrained(path)
-
-
-@pytest.mark.parametrize("edit, frag", [
-    (lambda s: s.update({"model.W.indptr": s["model.W.indptr"][:-3]}), "W.indptr"),
-    (lambda s: s["model.W.indices"].__setitem__(0, 10**9), "W.indices"),
-    (lambda s: s["model.W.indices"].__setitem__(0, -1), "W.indices"),
-    (lambda s: s.update({"model.W.data": s["model.W.data"][:-1]}), "W.data"),
-    (lambda s: s["model.W.data"].__setitem__(0, float("nan")), "non-finite"),
-    (lambda s: s.pop("model.W.indices"), "rp3beta"),
-])
-def test_corrupt_checkpoint_refused(fitted, tmp_path, edit, frag):
-    "A damaged W is a CheckpointError naming what is wrong, caught before SciPy reads it."
-    _, _, m = fitted
-    path = m.save_pretrained(tmp_path / "rp3beta")
-    state = torch.load(path / "pytorch_model.bin", weights_only=True)
-    edit(state)
-    torch.save(state, path / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match=frag):
-        Recommender.from_pretrained(path)
-
-
-def test_served(fitted, tmp_path):
-    "`ModelService` loads the saved model with `from_pretrained` and answers users, sessions and similar movies."
-    sample, s, m = fitted
-    m.save_pretrained(tmp_path / "models" / "rp3beta", metrics={"ndcg@10": 0.1}, movies=sample.movies)
-    svc = ModelService(tmp_path / "models")
-    assert list(svc.models) == ["rp3beta"] and not svc.unavailable
-    user = int(m.user_map.ids[0])
-    out = svc.recommend("rp3beta", user, k=5)
-    assert not out["fallback"] and [r["movie_id"] for r in out["recommendations"]] == m.recommend([user], k=5).movie_id.tolist()
-    batch = svc.recommend_batch("rp3beta", m.user_map.ids[:20].tolist(), k=5)
-    assert len(batch["results"]) == 20
-    hist = s.train.movie_id[s.train.user_id == user].tolist()
-    sess = svc.recommend_session("rp3beta", hist + [10**9], k=5)
-    want = m.recommend_from_history(hist, k=5)
-    assert sess["unknown_movie_ids"] == [10**9] and not sess["fallback"]
-    assert [r["movie_id"] for r in sess["recommendations"]] == want.movie_id.tolist() == m.recommend([user], k=5).movie_id.tolist()
-    assert [r["because_movie_id"] for r in sess["recommendations"]] == [None if pd.isna(b) else int(b) for b in want.because_movie_id]
-    assert all(r["because_movie_id"] in hist for r in sess["recommendations"] if r["because_movie_id"] is not None)
-    sim = svc.similar_movies("rp3beta", hist[0], k=5)
-    assert [r["movie_id"] for r in sim["similar"]] == m.similar_items([hist[0]], k=5).similar_movie_id.tolist()[:len(sim["similar"])]
 
 
 def test_train_from_config(tmp_path):

@@ -1,6 +1,6 @@
 """SLIM (`movie_genie.models.slim`, nbs/15_slim.ipynb): the columns against a direct solution of the objective,
 parallel = sequential, the accuracy floors on ML-100K and ml-latest-small (skipped without ../shared/data),
-tuning, config, checkpoints and serving.
+tuning and config; checkpoints and serving are in tests/test_item_item.py (shared with RP3beta).
 
 Protocol (the one of tests/test_baselines.py): every rating a positive, per-user random 80/10/10 split with seed 0,
 hyperparameters chosen on valid (fit on train, train masked), the chosen model fitted on train only and evaluated
@@ -17,7 +17,6 @@ ML-100K and 1.5 to 4 minutes on ml-latest-small on this 2-core machine (`n_jobs=
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -26,7 +25,7 @@ from scipy.optimize import minimize
 
 from movie_genie.data import load_movielens, split
 from movie_genie.evaluation import evaluate_model, tune
-from movie_genie.models import CheckpointError, InsufficientMemoryError, Recommender, get_model, get_model_class, list_models
+from movie_genie.models import InsufficientMemoryError, Recommender, get_model, get_model_class, list_models
 from movie_genie.models.slim import SLIM, sklearn_penalty, slim_weights
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -159,58 +158,6 @@ def test_scores_and_fold_in(fitted):
     assert np.allclose(sim.score, np.sort(row)[::-1][:5]) and hist[0] not in set(sim.similar_movie_id)
     pop = evaluate_model(get_model("pop"), s.train, s.test, s.valid, k=(10,))
     assert evaluate_model(m, s.train, s.test, s.valid, k=(10,), fit=False)["ndcg@10"] > pop["ndcg@10"]
-
-
-def test_save_load_round_trip(fitted, tmp_path):
-    sample, s, m = fitted
-    path = m.save_pretrained(tmp_path / "slim", metrics={"ndcg@10": 0.1}, movies=sample.movies, heldout=s.test)
-    back = Recommender.from_pretrained(path)
-    assert type(back) is SLIM and back.get_params() == m.get_params()
-    assert back.W.shape == m.W.shape and (back.W != m.W).nnz == 0
-    users = s.test.user_id.unique()[:100]
-    pd.testing.assert_frame_equal(back.recommend(users, k=10), m.recommend(users, k=10))
-    hist = s.train.movie_id[s.train.user_id == users[0]].tolist()
-    pd.testing.assert_frame_equal(back.recommend_from_history(hist, k=10), m.recommend_from_history(hist, k=10))
-    pd.testing.assert_frame_equal(back.similar_items(hist[:3], k=5), m.similar_items(hist[:3], k=5))
-    with pytest.raises(CheckpointError, match="not 'itemknn'"):
-        get_model_class("itemknn").from_pretrained(path)
-
-
-@pytest.mark.parametrize("edit, frag", [
-    (lambda s: s.update({"model.W.indptr": s["model.W.indptr"][:-3]}), "W.indptr"),
-    (lambda s: s["model.W.indices"].__setitem__(0, 10**9), "W.indices"),
-    (lambda s: s["model.W.indices"].__setitem__(0, -1), "W.indices"),
-    (lambda s: s.update({"model.W.data": s["model.W.data"][:-1]}), "W.data"),
-    (lambda s: s["model.W.data"].__setitem__(0, float("nan")), "non-finite"),
-    (lambda s: s.pop("model.W.indices"), "slim"),
-])
-def test_corrupt_checkpoint_refused(fitted, tmp_path, edit, frag):
-    "A damaged W is a CheckpointError naming what is wrong, caught before SciPy reads it."
-    _, _, m = fitted
-    path = m.save_pretrained(tmp_path / "slim")
-    state = torch.load(path / "pytorch_model.bin", weights_only=True)
-    edit(state)
-    torch.save(state, path / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match=frag):
-        Recommender.from_pretrained(path)
-
-
-def test_served(fitted, tmp_path):
-    "`ModelService` loads the saved model and answers users, sessions and similar movies."
-    from movie_genie.serving import ModelService
-    sample, s, m = fitted
-    m.save_pretrained(tmp_path / "models" / "slim", metrics={"ndcg@10": 0.1}, movies=sample.movies)
-    svc = ModelService(tmp_path / "models")
-    assert list(svc.models) == ["slim"] and not svc.unavailable
-    user = int(m.user_map.ids[0])
-    out = svc.recommend("slim", user, k=5)
-    assert not out["fallback"] and [r["movie_id"] for r in out["recommendations"]] == m.recommend([user], k=5).movie_id.tolist()
-    hist = s.train.movie_id[s.train.user_id == user].tolist()
-    sess = svc.recommend_session("slim", hist + [10**9], k=5)
-    assert sess["unknown_movie_ids"] == [10**9] and [r["movie_id"] for r in sess["recommendations"]] == m.recommend([user], k=5).movie_id.tolist()
-    assert all(r["because_movie_id"] in hist for r in sess["recommendations"] if r["because_movie_id"] is not None)
-    sim = svc.similar_movies("slim", hist[0], k=5)
-    assert [r["movie_id"] for r in sim["similar"]] == m.similar_items([hist[0]], k=5).similar_movie_id.tolist()[:len(sim["similar"])]
 
 
 def test_train_from_config(tmp_path):

@@ -166,19 +166,27 @@ class MultVAE(TorchRecommender):
         h = np.unique(items)
         return self.score_rows(sp.csr_matrix((np.ones(len(h), np.float32), h, [0, len(h)]), shape=(1, self.n_items)))[0]
 
+    def _output_vectors(self) -> torch.Tensor:
+        "The movies' output vectors: rows of the decoder's last layer."
+        return self.net.decoder_out.weight
+
     def _similar(self, items: np.ndarray) -> torch.Tensor:
-        "Cosine similarity of the movies' output vectors (rows of the decoder's last layer) to every movie's."
-        q = F.normalize(self.net.decoder_out.weight.detach().float(), dim=1)
+        "Cosine similarity of the movies' output vectors to every movie's."
+        q = F.normalize(self._output_vectors().detach().float(), dim=1)
         return q[torch.as_tensor(items, dtype=torch.long, device=q.device)] @ q.T
 
     # -- state ----------------------------------------------------------------------------------
+    def _shape_settings(self) -> str:
+        "The hyperparameters that decide the network's shapes, as an error message names them."
+        return f"hidden_dim={self.hidden_dim}, latent_dim={self.latent_dim}"
+
     def _load_state(self, state: dict):
-        want = {k: tuple(v.shape) for k, v in MultVAENet(self.n_items, self.hidden_dim, self.latent_dim, self.dropout).state_dict().items()}
+        want = {k: tuple(v.shape) for k, v in self.build_network(None).state_dict().items()}
         got = {k: tuple(v.shape) for k, v in state.items()}
         if got != want:
             bad = sorted(set(want) ^ set(got)) or [k for k in want if want[k] != got[k]]
-            raise ValueError(f"the stored network does not fit {self.n_items} movies, hidden_dim={self.hidden_dim}, "
-                             f"latent_dim={self.latent_dim}: {bad[0]} is {got.get(bad[0])}, expected {want.get(bad[0])}")
+            raise ValueError(f"the stored network does not fit {self.n_items} movies, {self._shape_settings()}: "
+                             f"{bad[0]} is {got.get(bad[0])}, expected {want.get(bad[0])}")
         super()._load_state(state)
 
 # %% ../../nbs/16_multvae.ipynb #mv0019
@@ -296,16 +304,9 @@ class RecVAE(MultVAE):
             with torch.no_grad(): net.updates += 1
         return loss
 
-    def _similar(self, items: np.ndarray) -> torch.Tensor:
-        "Cosine similarity of the movies' decoder vectors (rows of the linear decoder)."
-        q = F.normalize(self.net.decoder.weight.detach().float(), dim=1)
-        return q[torch.as_tensor(items, dtype=torch.long, device=q.device)] @ q.T
+    def _output_vectors(self) -> torch.Tensor:
+        "The movies' decoder vectors: rows of the linear decoder."
+        return self.net.decoder.weight
 
-    def _load_state(self, state: dict):
-        want = {k: tuple(v.shape) for k, v in RecVAENet(self.n_items, self.hidden_dim, self.latent_dim, self.layers).state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in state.items()}
-        if got != want:
-            bad = sorted(set(want) ^ set(got)) or [k for k in want if want[k] != got[k]]
-            raise ValueError(f"the stored network does not fit {self.n_items} movies, hidden_dim={self.hidden_dim}, "
-                             f"latent_dim={self.latent_dim}, layers={self.layers}: {bad[0]} is {got.get(bad[0])}, expected {want.get(bad[0])}")
-        TorchRecommender._load_state(self, state)
+    def _shape_settings(self) -> str:
+        return f"{super()._shape_settings()}, layers={self.layers}"
