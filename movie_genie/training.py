@@ -26,11 +26,11 @@ from .evaluation import eval_set, evaluate_on
 __all__ = ['SCHEMA', 'CHOICES', 'RATING_METRICS', 'LIMITS', 'ConfigError', 'TrainingError', 'OutputError', 'check_number',
            'parse_yaml', 'read_yaml', 'load_config', 'check_search', 'resolve_device', 'resolve_precision',
            'physical_cores', 'resolve_threads', 'get_rng_state', 'set_rng_state', 'PositiveSet', 'positive_keys',
-           'sample_negatives', 'LazyAdam', 'TrainerConfig', 'metric_mode', 'TrainResult', 'Callback', 'output_error',
-           'check_training_checkpoint', 'load_checkpoint', 'Trainer', 'TorchRecommender', 'TrainingData',
-           'load_training_data', 'evaluate_recommender', 'plot_history', 'find_project_root', 'tracking_uri',
-           'mlflow_name', 'git_commit', 'MlflowTracker', 'config_fingerprint', 'check_writable', 'refuse_too_large',
-           'train_from_config', 'params_overrides']
+           'sample_negatives', 'LazyAdam', 'RowWiseAdagrad', 'reuse_freed_memory', 'TrainerConfig', 'metric_mode',
+           'TrainResult', 'Callback', 'output_error', 'check_training_checkpoint', 'load_checkpoint', 'Trainer',
+           'TorchRecommender', 'TrainingData', 'load_training_data', 'evaluate_recommender', 'plot_history',
+           'find_project_root', 'tracking_uri', 'mlflow_name', 'git_commit', 'MlflowTracker', 'config_fingerprint',
+           'check_writable', 'refuse_too_large', 'train_from_config', 'params_overrides']
 
 # %% ../nbs/07_training.ipynb #959e0ad1
 class ConfigError(ValueError):
@@ -60,7 +60,7 @@ SCHEMA = {
                    "monitor": ("str?", None), "batch_size": ("int", 1024),
                    "valid_users": ("int?", None)},
 }
-CHOICES = {"optimizer.name": ("adam", "adamw", "sgd"), "scheduler.name": ("reduce_on_plateau", "cosine", "none", None),
+CHOICES = {"optimizer.name": ("adam", "adamw", "sgd", "rowwise_adagrad"), "scheduler.name": ("reduce_on_plateau", "cosine", "none", None),
            "training.mixed_precision": ("auto", "bf16", "fp16", "none"),
            "training.sparse_embeddings": ("auto", "always", "never"), "data.split": SPLIT_METHODS,
            "data.dataset": tuple(DATASETS)}
@@ -228,8 +228,8 @@ def load_config(config, overrides: dict | None = None) -> dict:
         cfg[sec] = out
     d, e = cfg["data"], cfg["evaluation"]
     if len(cfg["optimizer"]["betas"]) != 2: raise ConfigError("optimizer.betas: give two numbers, e.g. [0.9, 0.999].")
-    if cfg["optimizer"]["fused"] and cfg["optimizer"]["name"] == "sgd":
-        raise ConfigError("optimizer.fused: fused kernels are for adam and adamw; set it to false for sgd.")
+    if cfg["optimizer"]["fused"] and cfg["optimizer"]["name"] not in ("adam", "adamw"):
+        raise ConfigError(f"optimizer.fused: fused kernels are for adam and adamw; set it to false for {cfg['optimizer']['name']}.")
     if len(d["ratios"]) != 3 or abs(sum(d["ratios"]) - 1) > 1e-6 or d["ratios"][0] <= 0:
         raise ConfigError(f"data.ratios: three non-negative numbers summing to 1 (train > 0, valid, test), got {d['ratios']}.")
     if not e["ks"]: raise ConfigError(f"evaluation.ks: give at least one cut-off, e.g. [10], got {e['ks']}.")
@@ -515,6 +515,74 @@ class LazyAdam(torch.optim.Optimizer):
                 bc1, bc2 = 1 - b1 ** state["step"], 1 - b2 ** state["step"]
                 p.index_add_(0, rows, m.div_(v.div_(bc2).sqrt_().add_(group["eps"])).mul_(-lr / bc1))
 
+# %% ../nbs/07_training.ipynb #32830665
+class RowWiseAdagrad(torch.optim.Optimizer):
+    """Adagrad with one accumulator per row (FBGEMM's and TorchRec's row-wise Adagrad) for embedding tables:
+    `s_r += mean(g_r ** 2)`, `w_r -= lr * g_r / (sqrt(s_r) + eps)`, for the rows the gradient touches (sparse
+    or dense; of a dense gradient, the rows that are not zero). `weight_decay` is L2 in the gradient of
+    those rows. The state is `sum`, one number per row."""
+    def __init__(self, params, lr: float = 0.05, eps: float = 1e-8, weight_decay: float = 0.0, initial_accumulator_value: float = 0.0):
+        if not lr > 0: raise ValueError(f"RowWiseAdagrad: lr must be > 0, got {lr}.")
+        super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay, initial_accumulator_value=initial_accumulator_value))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None: continue
+                if p.dim() < 2: raise ValueError(f"RowWiseAdagrad updates rows of tables; got a parameter of shape {tuple(p.shape)}.")
+                state = self.state[p]
+                if not state: state["sum"] = torch.full((len(p),), float(group["initial_accumulator_value"]), dtype=p.dtype, device=p.device)
+                d = p[0].numel()
+                if p.grad.is_sparse:
+                    rows, grad = _touched_rows(p.grad)
+                    if rows.numel() == 0: continue
+                    if wd: grad = grad.add(p.index_select(0, rows), alpha=wd)
+                    acc = state["sum"].index_select(0, rows).add_(torch.linalg.vector_norm(grad.reshape(len(rows), -1), dim=1).square_().div_(d))
+                    state["sum"].index_copy_(0, rows, acc)
+                    p.index_add_(0, rows, grad * acc.sqrt_().add_(eps).reciprocal_().mul_(-lr).view(-1, *[1] * (p.dim() - 1)))
+                else:                                           # every row at once; a row without gradient moves by 0
+                    grad, shape = p.grad.reshape(len(p), -1), (-1, *[1] * (p.dim() - 1))
+                    if wd: grad = grad.addcmul(p.reshape(len(p), -1), grad.ne(0).any(1, keepdim=True), value=wd)   # touched rows only
+                    acc = state["sum"].add_(torch.linalg.vector_norm(grad, dim=1).square_().div_(d))
+                    p.addcmul_(grad.view_as(p), acc.sqrt().add_(eps).reciprocal_().mul_(-lr).view(shape))
+
+
+# %% ../nbs/07_training.ipynb #aa74f61d
+import contextlib, ctypes, ctypes.util
+
+def _glibc():
+    "glibc's C library (for `mallopt`), or None elsewhere (macOS, Windows, musl)."
+    if not sys.platform.startswith("linux"): return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version
+        return libc
+    except (OSError, AttributeError): return None
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4      # glibc's mallopt parameters
+_MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_reuse_depth = 0
+
+@contextlib.contextmanager
+def reuse_freed_memory(enabled: bool = True):
+    """While open, freed blocks stay in the process for the next allocation (glibc: no `mmap` per large block,
+    no trimming); on exit the free pages go back to the kernel. Yields whether it took effect: not when not
+    `enabled`, without glibc, or when the user set glibc's `MALLOC_*` variables (theirs stand). Nests."""
+    global _reuse_depth
+    libc = _glibc() if enabled and not any(k in os.environ for k in _MALLOC_ENV) else None
+    if libc is None:
+        yield False; return
+    _reuse_depth += 1
+    if _reuse_depth == 1: libc.mallopt(_M_MMAP_MAX, 0); libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    try: yield True
+    finally:
+        _reuse_depth -= 1
+        if _reuse_depth == 0:
+            libc.mallopt(_M_MMAP_MAX, 65536); libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20); libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+            libc.malloc_trim(0)
+
 # %% ../nbs/07_training.ipynb #6dc5c853
 _TRAINER_KEYS = {"batch_size": "training.batch_size", "learning_rate": "training.learning_rate", "num_epochs": "training.num_epochs",
                  "weight_decay": "training.weight_decay", "early_stopping_patience": "training.early_stopping_patience",
@@ -538,7 +606,7 @@ class TrainerConfig:
     threads: int | None = None                # CPU threads (None: `resolve_threads`)
     sparse_embeddings: str = "auto"           # auto | always | never: row-wise updates of the model's embedding tables
     max_batches: int | None = None            # batches per epoch at most (None: every sample once); for quick runs at scale
-    optimizer: str = "adam"                   # adam | adamw | sgd
+    optimizer: str = "adam"                   # adam | adamw | sgd | rowwise_adagrad
     betas: tuple = (0.9, 0.999)
     momentum: float = 0.0
     fused: bool = False                       # Adam/AdamW (and LazyAdam) as torch's fused kernel: one pass a step
@@ -743,7 +811,7 @@ class Trainer:
     def _sparse_tables(self, names) -> list[str]:
         "Which of the embedding tables `names` get sparse gradients (`training.sparse_embeddings`); sets their flag."
         c, mods = self.config, dict(self.net.named_modules())
-        tables = [n for n in names if isinstance(mods.get(n), torch.nn.Embedding)]
+        tables = self.tables = [n for n in names if isinstance(mods.get(n), torch.nn.Embedding)]
         blockers = [why for cond, why in [
             (c.max_grad_norm, "training.max_grad_norm clips dense gradients"),
             (c.optimizer == "sgd" and (c.momentum or c.weight_decay), "SGD with momentum or weight decay needs dense gradients"),
@@ -752,14 +820,16 @@ class Trainer:
         if c.sparse_embeddings == "always" and blockers:
             raise ConfigError(f"training.sparse_embeddings: 'always' is not possible here ({'; '.join(blockers)}); use auto or never.")
         if c.sparse_embeddings == "never" or blockers: chosen = []
-        else: chosen = [n for n in tables if c.sparse_embeddings == "always" or mods[n].num_embeddings > 4 * c.batch_size]
+        else: chosen = [n for n in tables if c.sparse_embeddings == "always" or c.optimizer == "rowwise_adagrad"   # (its sparse step costs no more)
+                        or mods[n].num_embeddings > 4 * c.batch_size]
         for n in tables: mods[n].sparse = n in chosen
         return chosen
 
     def _make_optimizers(self) -> list:
-        "The configured optimizer for the dense parameters, and `LazyAdam` (or plain SGD) for the sparse tables."
+        """The configured optimizer for the dense parameters, and `LazyAdam` (or plain SGD) for the sparse tables;
+        with `rowwise_adagrad`, `RowWiseAdagrad` for every embedding table and `torch.optim.Adagrad` for the rest."""
         c, mods = self.config, dict(self.net.named_modules())
-        sparse_ids = {id(mods[n].weight) for n in self.sparse_tables}
+        sparse_ids = {id(mods[n].weight) for n in (self.tables if c.optimizer == "rowwise_adagrad" else self.sparse_tables)}
         params = [p for p in self.net.parameters() if p.requires_grad]
         dense, sparse = [p for p in params if id(p) not in sparse_ids], [p for p in params if id(p) in sparse_ids]
         if c.fused and not _FUSED_ADAM:
@@ -770,9 +840,11 @@ class Trainer:
             if c.optimizer == "adam": out.append(torch.optim.Adam(dense, lr=c.learning_rate, betas=tuple(c.betas), weight_decay=c.weight_decay, **fused))
             elif c.optimizer == "adamw": out.append(torch.optim.AdamW(dense, lr=c.learning_rate, betas=tuple(c.betas), weight_decay=c.weight_decay, **fused))
             elif c.optimizer == "sgd": out.append(torch.optim.SGD(dense, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay))
-            else: raise ConfigError(f"optimizer.name: {c.optimizer!r} is not one of adam, adamw, sgd.")
+            elif c.optimizer == "rowwise_adagrad": out.append(torch.optim.Adagrad(dense, lr=c.learning_rate, weight_decay=c.weight_decay))
+            else: raise ConfigError(f"optimizer.name: {c.optimizer!r} is not one of {', '.join(CHOICES['optimizer.name'])}.")
         if sparse:
             out.append(torch.optim.SGD(sparse, lr=c.learning_rate) if c.optimizer == "sgd" else
+                       RowWiseAdagrad(sparse, lr=c.learning_rate, weight_decay=c.weight_decay) if c.optimizer == "rowwise_adagrad" else
                        LazyAdam(sparse, lr=c.learning_rate, betas=c.betas, weight_decay=c.weight_decay, decoupled=c.optimizer == "adamw",
                                 fused=c.fused))
         return out
@@ -790,7 +862,8 @@ class Trainer:
     def _average_sparse(self):
         "Under torchrun: average the sparse tables' gradients over the ranks (every rank's rows, summed, / ranks)."
         if self.world == 1 or not self.sparse_tables: return
-        for p in self.optimizers[-1].param_groups[0]["params"]:
+        mods = dict(self.net.named_modules())
+        for p in (mods[n].weight for n in self.sparse_tables):
             g = p.grad if p.grad is not None else torch.sparse_coo_tensor(
                 torch.empty((1, 0), dtype=torch.long, device=p.device), p.new_empty((0, *p.shape[1:])), p.shape)
             p.grad = D.average_sparse(g)
@@ -931,7 +1004,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 try:
                     phase = "training"
-                    loss = self._train_epoch(epoch)
+                    with reuse_freed_memory(self.device.type == "cpu"): loss = self._train_epoch(epoch)
                     dt = time.perf_counter() - t0
                     record = {"epoch": epoch, "train_loss": loss, "lr": lr, "time_s": dt}
                     if self.validate_fn is not None:

@@ -215,6 +215,23 @@ def test_bpr_trains_from_its_config(tmp_path):
     assert json.loads((tmp_path / "models" / "bpr" / "config.json").read_text())["model_type"] == "bpr"
 
 
+def test_bpr_with_rowwise_adagrad_learns_and_resumes_exactly(tmp_path):
+    "`optimizer.name: rowwise_adagrad`: every table sparse, one number of state per row, an exact resume."
+    over = {"model.embedding_dim": 16, "training.num_epochs": 4, "training.early_stopping_patience": None,
+            "optimizer.name": "rowwise_adagrad", "optimizer.fused": False, "training.learning_rate": 0.07}
+    kw = dict(reports_dir=tmp_path / "reports", mlflow=False, progress=False)
+    straight = train_from_config(ROOT / "configs" / "bpr.yaml", over, output_dir=tmp_path / "a", **kw)
+    assert straight["history"][-1]["train_loss"] < straight["history"][0]["train_loss"] and straight["test_metrics"]["ndcg@10"] > 0.05
+    with pytest.raises(KeyboardInterrupt):
+        train_from_config(ROOT / "configs" / "bpr.yaml", over, output_dir=tmp_path / "b", callbacks=[Interrupt(2)], **kw)
+    ck = torch.load(tmp_path / "b" / ".checkpoints" / "bpr" / "checkpoint.pt", weights_only=True)
+    opt = ck["optimizers"][-1]                                           # RowWiseAdagrad, after Adagrad for the rest
+    assert opt["state"] and all(set(st) == {"sum"} and st["sum"].dim() == 1 for st in opt["state"].values())
+    resumed = train_from_config(ROOT / "configs" / "bpr.yaml", over, output_dir=tmp_path / "b", resume=True, **kw)
+    assert no_time(resumed["history"]) == no_time(straight["history"])
+    assert no_time(resumed["test_metrics"]) == no_time(straight["test_metrics"])
+
+
 # -- the CLI ------------------------------------------------------------------------------------
 def test_cli_train(tmp_path, monkeypatch):
     from movie_genie.cli import run

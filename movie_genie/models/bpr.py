@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..data import unique
 from . import Interactions, register_model
-from .matrix_factorization import FactorModel
+from .matrix_factorization import FactorModel, lookup
 from ..training import positive_keys, sample_negatives
 
 # %% auto #0
@@ -96,10 +96,10 @@ class BPR(FactorModel):
         net, u, i = self.net, batch["users"], batch["items"]
         j = sample_negatives(u, self.n_items, self.num_negatives, self._positives)          # [b, k]
         ij = torch.cat([i.unsqueeze(1), j], 1)                                             # [b, 1 + k]: positive, negatives
-        p = rand_dropout(net.user_embedding(u), net.dropout.p, net.training)              # [b, d]: one mask per sample
+        p = rand_dropout(lookup(net.user_embedding, u), net.dropout.p, net.training)              # [b, d]: one mask per sample
         if self.item_dropout: x = (net.dropout(net.item_embedding(ij)) * p.unsqueeze(1)).sum(-1)   # a mask per movie vector
         else: x = sampled_scores(p, net.item_embedding.weight, ij, net.item_embedding.sparse)  # [b, 1 + k], no [b, 1 + k, d]
-        x = x + net.item_bias(ij).squeeze(-1)
+        x = x + lookup(net.item_bias, ij).squeeze(-1)
         return -F.logsigmoid(x[:, :1] - x[:, 1:]).float().mean()
 
     foldin_alpha, foldin_l2 = 10.0, 300.0   # fold-in confidence and ridge penalty, chosen on the ML-100K validation split

@@ -18,7 +18,14 @@ from . import CheckpointError, Interactions, register_model
 from ..training import TorchRecommender
 
 # %% auto #0
-__all__ = ['MatrixFactorizationModel', 'FactorModel', 'MatrixFactorization']
+__all__ = ['lookup', 'MatrixFactorizationModel', 'FactorModel', 'MatrixFactorization']
+
+# %% ../../nbs/08_matrix_factorization.ipynb #f5fddd9f
+def lookup(emb: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
+    "`emb(idx)`; for a dense table on the CPU as `index_select`, whose backward is one `index_add_` (the same gradient)."
+    if emb.sparse or idx.device.type != "cpu" or emb.padding_idx is not None or emb.max_norm is not None or emb.scale_grad_by_freq:
+        return emb(idx)
+    return emb.weight.index_select(0, idx.reshape(-1)).view(*idx.shape, emb.embedding_dim)
 
 # %% ../../nbs/08_matrix_factorization.ipynb #560a483d
 class MatrixFactorizationModel(nn.Module):
@@ -47,9 +54,9 @@ class MatrixFactorizationModel(nn.Module):
 
     def forward(self, user_ids: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
         "Predicted scores of `(user, item)` pairs: `[batch]` (or any broadcastable shapes, e.g. `[b, 1]` x `[b, k]`)."
-        u = self.dropout(self.user_embedding(user_ids))
-        i = self.dropout(self.item_embedding(item_ids))
-        return (u * i).sum(-1) + self.user_bias(user_ids).squeeze(-1) + self.item_bias(item_ids).squeeze(-1) + self.global_bias
+        u = self.dropout(lookup(self.user_embedding, user_ids))
+        i = self.dropout(lookup(self.item_embedding, item_ids))
+        return (u * i).sum(-1) + lookup(self.user_bias, user_ids).squeeze(-1) + lookup(self.item_bias, item_ids).squeeze(-1) + self.global_bias
 
     def score_all(self, user_ids: torch.Tensor) -> torch.Tensor:
         "Scores of every item for `user_ids`: `[batch, num_items]` (no dropout)."
