@@ -534,24 +534,25 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                 if p.dim() < 2: raise ValueError(f"RowWiseAdagrad updates rows of tables; got a parameter of shape {tuple(p.shape)}.")
                 state = self.state[p]
                 if not state: state["sum"] = torch.full((len(p),), float(group["initial_accumulator_value"]), dtype=p.dtype, device=p.device)
-                d = p[0].numel()
+                mean_sq = lambda g: torch.linalg.vector_norm(g.reshape(len(g), -1), dim=1).square_().div_(p[0].numel())
+                step = lambda acc: acc.sqrt().add_(eps).reciprocal_().mul_(-lr).view(-1, *[1] * (p.dim() - 1))   # per row
                 if p.grad.is_sparse:
                     rows, grad = _touched_rows(p.grad)
                     if rows.numel() == 0: continue
                     if wd: grad = grad.add(p.index_select(0, rows), alpha=wd)
-                    acc = state["sum"].index_select(0, rows).add_(torch.linalg.vector_norm(grad.reshape(len(rows), -1), dim=1).square_().div_(d))
+                    acc = state["sum"].index_select(0, rows).add_(mean_sq(grad))
                     state["sum"].index_copy_(0, rows, acc)
-                    p.index_add_(0, rows, grad * acc.sqrt_().add_(eps).reciprocal_().mul_(-lr).view(-1, *[1] * (p.dim() - 1)))
+                    p.index_add_(0, rows, grad * step(acc))
                 else:                                           # every row at once; a row without gradient moves by 0
-                    grad, shape = p.grad.reshape(len(p), -1), (-1, *[1] * (p.dim() - 1))
-                    if wd: grad = grad.addcmul(p.reshape(len(p), -1), grad.ne(0).any(1, keepdim=True), value=wd)   # touched rows only
-                    acc = state["sum"].add_(torch.linalg.vector_norm(grad, dim=1).square_().div_(d))
-                    p.addcmul_(grad.view_as(p), acc.sqrt().add_(eps).reciprocal_().mul_(-lr).view(shape))
+                    grad = p.grad
+                    if wd: grad = grad.addcmul(p, grad.reshape(len(p), -1).ne(0).any(1).view(-1, *[1] * (p.dim() - 1)), value=wd)   # touched rows only
+                    p.addcmul_(grad, step(state["sum"].add_(mean_sq(grad))))
 
 
 # %% ../nbs/07_training.ipynb #aa74f61d
-import contextlib, ctypes, ctypes.util
+import contextlib, ctypes, ctypes.util, functools
 
+@functools.cache
 def _glibc():
     "glibc's C library (for `mallopt`), or None elsewhere (macOS, Windows, musl)."
     if not sys.platform.startswith("linux"): return None
@@ -829,23 +830,23 @@ class Trainer:
         """The configured optimizer for the dense parameters, and `LazyAdam` (or plain SGD) for the sparse tables;
         with `rowwise_adagrad`, `RowWiseAdagrad` for every embedding table and `torch.optim.Adagrad` for the rest."""
         c, mods = self.config, dict(self.net.named_modules())
-        sparse_ids = {id(mods[n].weight) for n in (self.tables if c.optimizer == "rowwise_adagrad" else self.sparse_tables)}
+        row_ids = {id(mods[n].weight) for n in (self.tables if c.optimizer == "rowwise_adagrad" else self.sparse_tables)}
         params = [p for p in self.net.parameters() if p.requires_grad]
-        dense, sparse = [p for p in params if id(p) not in sparse_ids], [p for p in params if id(p) in sparse_ids]
+        dense, rowwise = [p for p in params if id(p) not in row_ids], [p for p in params if id(p) in row_ids]   # (the latter: updated by rows)
         if c.fused and not _FUSED_ADAM:
             raise ConfigError(f"optimizer.fused: true needs torch >= 2.6 (this is {torch.__version__}); set it to false.")
         out = []
-        if dense or not sparse:
+        if dense or not rowwise:
             fused = {"fused": True} if c.fused else {}
             if c.optimizer == "adam": out.append(torch.optim.Adam(dense, lr=c.learning_rate, betas=tuple(c.betas), weight_decay=c.weight_decay, **fused))
             elif c.optimizer == "adamw": out.append(torch.optim.AdamW(dense, lr=c.learning_rate, betas=tuple(c.betas), weight_decay=c.weight_decay, **fused))
             elif c.optimizer == "sgd": out.append(torch.optim.SGD(dense, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay))
             elif c.optimizer == "rowwise_adagrad": out.append(torch.optim.Adagrad(dense, lr=c.learning_rate, weight_decay=c.weight_decay))
             else: raise ConfigError(f"optimizer.name: {c.optimizer!r} is not one of {', '.join(CHOICES['optimizer.name'])}.")
-        if sparse:
-            out.append(torch.optim.SGD(sparse, lr=c.learning_rate) if c.optimizer == "sgd" else
-                       RowWiseAdagrad(sparse, lr=c.learning_rate, weight_decay=c.weight_decay) if c.optimizer == "rowwise_adagrad" else
-                       LazyAdam(sparse, lr=c.learning_rate, betas=c.betas, weight_decay=c.weight_decay, decoupled=c.optimizer == "adamw",
+        if rowwise:
+            out.append(torch.optim.SGD(rowwise, lr=c.learning_rate) if c.optimizer == "sgd" else
+                       RowWiseAdagrad(rowwise, lr=c.learning_rate, weight_decay=c.weight_decay) if c.optimizer == "rowwise_adagrad" else
+                       LazyAdam(rowwise, lr=c.learning_rate, betas=c.betas, weight_decay=c.weight_decay, decoupled=c.optimizer == "adamw",
                                 fused=c.fused))
         return out
 
