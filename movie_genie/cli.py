@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed (default 0): the same seed, the same trials")
     u.add_argument("--storage", default=None, help="Optuna storage URL (default: optuna.db beside MLflow's mlflow.db)")
     u.add_argument("--restart", action="store_true", help="delete the study of this name first, and start afresh")
+    u.add_argument("--prune-after", type=int, default=None, metavar="EPOCHS",
+                   help="prune hopeless trials from this epoch on (default: the config's training.early_stopping_patience, else 2)")
+    u.add_argument("--no-config-trial", action="store_true",
+                   help="do not make the config's own settings the first trial of a new study")
     u.add_argument("--reports-dir", default="reports", help="writes <reports-dir>/tune/<study>/best.yaml, trials.csv, summary.json")
     u.add_argument("--no-mlflow", action="store_true")
     u.add_argument("--quiet", action="store_true", help="no line per trial (errors still print)")
@@ -91,7 +95,8 @@ def run(argv=None) -> int:
             from movie_genie.tuning import tune_config
             r = tune_config(args.config, trials=args.trials, timeout=args.timeout, overrides=_overrides(args.overrides), study=args.study,
                             seed=args.seed, storage=args.storage, reports_dir=args.reports_dir, mlflow=not args.no_mlflow,
-                            restart=args.restart, log=None if args.quiet else sys.stderr)
+                            restart=args.restart, prune_from=args.prune_after, config_trial=not args.no_config_trial,
+                            log=None if args.quiet else sys.stderr)
             print(json.dumps({"study": r.study.study_name, "monitor": r.monitor, "best_value": r.best_value, "best_trial": r.best_trial,
                               "best_params": r.best_params, "best_config": str(r.best_config), "trials": r.counts,
                               "new_trials": r.new_trials, "storage": r.storage, "mlflow_run_id": r.run_id}, indent=2, default=str))

@@ -21,9 +21,9 @@ from .training import (
     metric_mode, resolve_threads, tracking_uri)
 
 # %% auto #0
-__all__ = ['suggest', 'search_space', 'make_sampler', 'make_pruner', 'monitor_of', 'fit_on_valid', 'PruneOnValid',
-           'make_objective', 'study_storage', 'study_fingerprint', 'TuneResult', 'tune_config', 'tune_split',
-           'check_search_space']
+__all__ = ['suggest', 'search_space', 'make_sampler', 'make_pruner', 'prune_after', 'config_point', 'monitor_of', 'fit_on_valid',
+           'PruneOnValid', 'make_objective', 'study_storage', 'study_fingerprint', 'TuneResult', 'tune_config',
+           'tune_split', 'check_search_space']
 
 # %% ../nbs/06a_tuning.ipynb #eaabcd4a
 def suggest(trial: optuna.Trial, space: dict) -> dict:
@@ -47,9 +47,32 @@ def make_sampler(seed: int = 0) -> optuna.samplers.TPESampler:
     "The sampler of every study: TPE, seeded (the same seed and the same results give the same trials)."
     return optuna.samplers.TPESampler(seed=seed)
 
-def make_pruner() -> optuna.pruners.MedianPruner:
-    "The pruner: stop a trial whose validation metric after an epoch is worse than the median of earlier trials' at that epoch."
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+def make_pruner(after: int = 2) -> optuna.pruners.MedianPruner:
+    """The pruner: stop a trial whose validation metric after an epoch is worse than the median of earlier trials' at that
+    epoch, once 5 trials have completed and from epoch `after` on."""
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=int(after))
+
+def prune_after(cfg: dict) -> int:
+    """The first epoch at which a trial of `cfg` may be pruned: its `training.early_stopping_patience` (a trial is not
+    judged sooner than early stopping would judge it), else 2."""
+    return max(int(cfg.get("training", {}).get("early_stopping_patience") or 2), 1)
+
+def _in_space(value, s: dict) -> bool:
+    "Whether `value` is a point of the range or choices `s` (as `check_search` returns them)."
+    if "choices" in s: return value in s["choices"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not s["low"] <= value <= s["high"]: return False
+    if s["type"] == "int" and value != int(value): return False
+    return not s["step"] or abs((value - s["low"]) / s["step"] - round((value - s["low"]) / s["step"])) < 1e-9
+
+def config_point(cfg: dict) -> dict:
+    """The config's own settings of its `search` keys, `{dotted key: value}`, those that lie inside the space (the others
+    are left to the sampler): the first trial of a new study, so that the study never ends below the config it started from."""
+    out = {}
+    for key, s in cfg["search"].items():
+        section, name = key.split(".", 1)
+        value = cfg.get(section, {}).get(name)
+        if _in_space(value, s): out[key] = value
+    return out
 
 # %% ../nbs/06a_tuning.ipynb #eb38aca7
 def monitor_of(cfg: dict) -> str:
@@ -196,14 +219,16 @@ def _write_text(path: Path, text: str):
 def tune_config(config, trials: int = 30, timeout: float | None = None, overrides: dict | None = None, *, study: str | None = None,
                 seed: int = 0, storage: str | None = None, reports_dir="reports", mlflow: bool = True, restart: bool = False,
                 pruner: optuna.pruners.BasePruner | None = None, enqueue: list | None = None, data: TrainingData | None = None,
-                log=sys.stderr) -> TuneResult:
+                config_trial: bool = True, prune_from: int | None = None, log=sys.stderr) -> TuneResult:
     """Search the `search` space of `config` (a YAML path or a dict, with dotted `overrides`) for the settings with the best
     validation metric: `trials` more trials (fewer if `timeout` seconds pass first) of the Optuna study `study` (default:
     the config's name, else its model type) in `storage` (default: `study_storage()`), resumed when it exists and was
-    run with the same config and space (`restart`: delete it first). Writes `<reports_dir>/tune/<study>/best.yaml` (train
-    from it), `trials.csv` and `summary.json`; with `mlflow`, one parent run holds a child run per trial. `pruner`: another
-    than `make_pruner()`; `enqueue`: settings (`{dotted key: value}`) to try first, such as the config's current ones;
-    `data`: the config's data, already loaded."""
+    run with the same config and space (`restart`: delete it first). A new study's first trial is the config's own
+    settings (`config_point`; not with `config_trial=False`), so its best is never below the config it started from.
+    Writes `<reports_dir>/tune/<study>/best.yaml` (train from it), `trials.csv` and `summary.json`; with `mlflow`, one
+    parent run holds a child run per trial. Trials are pruned from epoch `prune_from` on (default `prune_after(cfg)`), or
+    by `pruner` when given; `enqueue`: more settings (`{dotted key: value}`) to try next; `data`: the config's data,
+    already loaded."""
     cfg = load_config(config, overrides)
     if not cfg.get("search"): search_space(config, overrides)     # (the error: nothing to tune)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1: raise ConfigError(f"--trials: a positive integer, got {trials!r}.")
@@ -217,28 +242,35 @@ def tune_config(config, trials: int = 30, timeout: float | None = None, override
     uri = tracking_uri() if mlflow else None
     url = storage or study_storage(uri)
     store = _open_storage(url)
+    if prune_from is not None and (isinstance(prune_from, bool) or not isinstance(prune_from, int) or prune_from < 1):
+        raise ConfigError(f"--prune-after: a positive number of epochs, got {prune_from!r}.")
+    prune_from = prune_from or prune_after(cfg)
+    pruning = {"pruner": type(pruner).__name__} if pruner else {"pruner": "MedianPruner", "prune_after": prune_from}
+    pruner = pruner or make_pruner(prune_from)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if restart:
         try: optuna.delete_study(study_name=study_name, storage=store)
         except KeyError: pass
     fp = study_fingerprint(cfg)
     try:
-        st = optuna.load_study(study_name=study_name, storage=store, sampler=make_sampler(seed), pruner=pruner or make_pruner())
+        st = optuna.load_study(study_name=study_name, storage=store, sampler=make_sampler(seed), pruner=pruner)
         if st.user_attrs.get("fingerprint") != fp or st.direction.name.lower() != direction:
             raise ConfigError(f"study {study_name!r} in {url} was run with another config or search space ({st.user_attrs.get('config_name')}); "
                               "resume it with the same ones, or start another with --study NAME (or replace it with --restart).")
         if log: print(f"resuming study {study_name!r} ({len(st.trials)} trials so far) in {url}", file=log, flush=True)
     except KeyError:
-        st = optuna.create_study(study_name=study_name, storage=store, sampler=make_sampler(seed), pruner=pruner or make_pruner(),
+        st = optuna.create_study(study_name=study_name, storage=store, sampler=make_sampler(seed), pruner=pruner,
                                  direction=direction)
         for k, v in {"fingerprint": fp, "config_name": name, "monitor": monitor, "seed": seed}.items(): st.set_user_attr(k, v)
+        if config_trial and config_point(cfg):
+            st.enqueue_trial(config_point(cfg)); st.set_user_attr("config_trial", len(st.trials) - 1)
     data = data if data is not None else load_training_data(cfg["data"])
     parent = None
     if mlflow:
         parent = MlflowTracker(f"{name}-tune", run_name=study_name, uri=uri, run_id=st.user_attrs.get("mlflow_run_id"),
                                tags={"optuna.study": study_name, "optuna.storage": url, "model_type": cfg["model"]["type"],
                                      "dataset": data.dataset})
-        parent.log_params({**cfg, "optuna": {"sampler": "TPESampler", "seed": seed, "pruner": type(pruner or make_pruner()).__name__}})
+        parent.log_params({**cfg, "optuna": {"sampler": "TPESampler", "seed": seed, **pruning}})
         st.set_user_attr("mlflow_run_id", parent.run_id)
     before = len(st.trials)
     for params in enqueue or []: st.enqueue_trial(params, skip_if_exists=True)
@@ -252,6 +284,8 @@ def tune_config(config, trials: int = 30, timeout: float | None = None, override
                                 "narrow the search space or check the config with movie-genie train.")
         best = st.best_trial
         best_cfg = _best_config(config, overrides, best.params)
+        own = st.trials[st.user_attrs["config_trial"]] if "config_trial" in st.user_attrs else None   # the config's own settings
+        own = own if own is not None and own.state == optuna.trial.TrialState.COMPLETE else None
         report_dir.mkdir(parents=True, exist_ok=True)
         head = (f"# Tuned by movie-genie tune: study {study_name!r} ({url}), trial {best.number} of {len(st.trials)}, "
                 f"valid {monitor} {best.value:.4f}.\n# Train it: movie-genie train --config {report_dir / 'best.yaml'}\n")
@@ -262,7 +296,8 @@ def tune_config(config, trials: int = 30, timeout: float | None = None, override
         table = pd.DataFrame(rows)
         _write_text(report_dir / "trials.csv", table.to_csv(index=False))
         summary = {"study": study_name, "storage": url, "monitor": monitor, "direction": direction, "seed": seed,
-                   "best_trial": best.number, "best_value": best.value, "best_params": best.params,
+                   "best_trial": best.number, **pruning, "config_trial": own.number if own else None,
+                   "config_value": own.value if own else None, "best_value": best.value, "best_params": best.params,
                    "best_valid": best.user_attrs.get("valid", {}), "best_config": str(report_dir / "best.yaml"),
                    "trials": counts, "new_trials": len(st.trials) - before, "mlflow_run_id": parent.run_id if parent else None,
                    "tracking_uri": uri, "dataset": data.dataset}

@@ -66,6 +66,11 @@ def test_cli_round_trip(store, one_thread):
     assert r["study"] == "itemknn" and r["monitor"] == "ndcg@10" and r["trials"] == {"complete": 4, "pruned": 0, "fail": 0}
     assert r["storage"] == f"sqlite:///{store / 'optuna.db'}" == study_storage() and (store / "optuna.db").exists()
     assert set(r["best_params"]) == {"model.k", "model.shrink", "model.alpha", "model.weighting"}
+    summary = json.loads((reports / "tune" / "itemknn" / "summary.json").read_text())
+    first = pd.read_csv(reports / "tune" / "itemknn" / "trials.csv").iloc[0]      # a new study starts from the config's settings
+    own = read_yaml(CONFIGS / "itemknn.yaml")["model"]
+    assert [first[f"model.{k}"] for k in ("k", "shrink", "alpha", "weighting")] == [own[k] for k in ("k", "shrink", "alpha", "weighting")]
+    assert summary["config_trial"] == 0 and summary["config_value"] == first["value"] <= r["best_value"]
     assert sum(l.startswith("trial ") for l in err.splitlines()) == 4 and "movie-genie train --config" in err
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     parent = client.get_run(r["mlflow_run_id"])
@@ -95,6 +100,22 @@ def test_cli_round_trip(store, one_thread):
     assert code == 0, err3
     trained = json.loads((reports / "itemknn" / "metrics.json").read_text())
     assert trained["valid"]["ndcg@10"] == pytest.approx(r2["best_value"], abs=1e-12)
+
+
+def test_no_config_trial_and_prune_after(store, small, one_thread):
+    "--no-config-trial leaves the first trial to the sampler; prune_from sets the pruner's first epoch (default: the patience)."
+    common = dict(data=small, mlflow=False, log=None, reports_dir=store / "reports")
+    own = tune_config(CONFIGS / "ease.yaml", trials=1, study="own", **common)
+    free = tune_config(CONFIGS / "ease.yaml", trials=1, study="free", config_trial=False, **common)
+    assert own.best_params == {"model.l2": read_yaml(CONFIGS / "ease.yaml")["model"]["l2"]} != free.best_params
+    assert json.loads((store / "reports" / "tune" / "free" / "summary.json").read_text())["config_value"] is None
+    cfg = {"model": {"type": "bpr", "embedding_dim": 8}, "training": {"num_epochs": 1, "early_stopping_patience": 7},
+           "search": {"training.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}}}
+    for prune_from, expected in [(None, 7), (3, 3)]:
+        tune_config(cfg, trials=1, study=f"p{expected}", prune_from=prune_from, **common)
+        assert json.loads((store / "reports" / "tune" / f"p{expected}" / "summary.json").read_text())["prune_after"] == expected
+    code, out, err = cli("tune", "--config", str(CONFIGS / "bpr.yaml"), "--prune-after", "0", "--no-mlflow")
+    assert code == 2 and err.startswith("error: --prune-after: a positive number of epochs"), err
 
 
 def test_restart_and_other_config(store, one_thread):
@@ -233,7 +254,8 @@ def test_floor_ml100k(name, shared_data, ml100k, tmp_path, one_thread):
     s = split(ml100k.ratings, "random", (0.8, 0.1, 0.1), seed=0)
     grid_best, grid_table = tune(name, GRIDS[name], s, metric="ndcg@10", k=(10,))
     r = tune_config(CONFIGS / f"{name}.yaml", trials=30, seed=0, overrides={"data.dataset": "ml-100k", "data.data_dir": str(shared_data)},
-                    mlflow=False, storage=f"sqlite:///{tmp_path / 'optuna.db'}", reports_dir=tmp_path, log=None)
+                    mlflow=False, storage=f"sqlite:///{tmp_path / 'optuna.db'}", reports_dir=tmp_path, log=None,
+                    config_trial=False)       # the configs hold the grids' optima: the sampler alone has to find them
     print(f"{name}: grid {grid_table.loc[0, 'ndcg@10']:.4f} {grid_best}; optuna {r.best_value:.4f} {r.best_params} "
           f"(trial {r.best_trial})")
     assert r.best_value >= grid_table.loc[0, "ndcg@10"], (r.best_value, grid_table.loc[0, "ndcg@10"])
