@@ -272,7 +272,7 @@ def tune_config(config, trials: int = 30, timeout: float | None = None, override
                                      "dataset": data.dataset})
         parent.log_params({**cfg, "optuna": {"sampler": "TPESampler", "seed": seed, **pruning}})
         st.set_user_attr("mlflow_run_id", parent.run_id)
-    before = len(st.trials)
+    before = sum(t.state != optuna.trial.TrialState.WAITING for t in st.trials)   # (the config's trial, queued, runs in this call)
     for params in enqueue or []: st.enqueue_trial(params, skip_if_exists=True)
     try:
         st.optimize(make_objective(cfg, data, parent, log), n_trials=trials, timeout=timeout, catch=(TrainingError, MemoryError))

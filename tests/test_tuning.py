@@ -64,6 +64,7 @@ def test_cli_round_trip(store, one_thread):
     assert code == 0, err
     r = json.loads(out)
     assert r["study"] == "itemknn" and r["monitor"] == "ndcg@10" and r["trials"] == {"complete": 4, "pruned": 0, "fail": 0}
+    assert r["new_trials"] == 4                                           # the config's own trial among them
     assert r["storage"] == f"sqlite:///{store / 'optuna.db'}" == study_storage() and (store / "optuna.db").exists()
     assert set(r["best_params"]) == {"model.k", "model.shrink", "model.alpha", "model.weighting"}
     summary = json.loads((reports / "tune" / "itemknn" / "summary.json").read_text())
@@ -214,7 +215,7 @@ def test_nothing_to_tune_and_bad_arguments(tmp_path):
 
 def test_configs_declare_a_space():
     "Every model with a `search` section in its config; each space is valid and holds the config's own values."
-    for name in ("ease", "itemknn", "rp3beta", "ials", "bpr"):
+    for name in ("ease", "itemknn", "rp3beta", "ials", "bpr", "multvae", "recvae"):
         cfg = load_config(CONFIGS / f"{name}.yaml")
         assert cfg["search"], name
         for key, s in cfg["search"].items():

@@ -97,12 +97,12 @@ class MultVAE(TorchRecommender):
     likelihood, trained by the `Trainer` on batches of users; KL weight annealed linearly to `beta_max`."""
     name = "multvae"
     default_monitor = "ndcg@10"
-    trainer_defaults = {"learning_rate": 1e-3, "weight_decay": 0.0, "batch_size": 128, "num_epochs": 300,
+    trainer_defaults = {"learning_rate": 4e-3, "weight_decay": 1e-5, "batch_size": 32, "num_epochs": 300,
                         "early_stopping_patience": 20, "scheduler": "reduce_on_plateau", "scheduler_patience": 3,
                         "metrics": ("recall@10", "ndcg@10")}
 
-    def __init__(self, hidden_dim: int = 600, latent_dim: int = 200, dropout: float = 0.8, beta_max: float = 1.0,
-                 total_anneal_steps: int = 2000):
+    def __init__(self, hidden_dim: int = 400, latent_dim: int = 50, dropout: float = 0.74, beta_max: float = 0.65,
+                 total_anneal_steps: int = 500):
         if int(hidden_dim) < 1 or int(latent_dim) < 1: raise ValueError(f"hidden_dim and latent_dim must be positive, got {hidden_dim}, {latent_dim}.")
         if not 0 <= float(dropout) < 1: raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         if not float(beta_max) >= 0: raise ValueError(f"beta_max must be >= 0, got {beta_max}.")
