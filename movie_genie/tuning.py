@@ -234,6 +234,8 @@ def tune_config(config, trials: int = 30, timeout: float | None = None, override
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1: raise ConfigError(f"--trials: a positive integer, got {trials!r}.")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
         raise ConfigError(f"--timeout: a positive number of seconds, got {timeout!r}.")
+    if prune_from is not None and (isinstance(prune_from, bool) or not isinstance(prune_from, int) or prune_from < 1):
+        raise ConfigError(f"--prune-after: a positive number of epochs, got {prune_from!r}.")
     name = cfg["name"] or cfg["model"]["type"]
     study_name, monitor = _study_name_ok(study or name), monitor_of(cfg)
     direction = "maximize" if metric_mode(monitor) == "max" else "minimize"
@@ -242,8 +244,6 @@ def tune_config(config, trials: int = 30, timeout: float | None = None, override
     uri = tracking_uri() if mlflow else None
     url = storage or study_storage(uri)
     store = _open_storage(url)
-    if prune_from is not None and (isinstance(prune_from, bool) or not isinstance(prune_from, int) or prune_from < 1):
-        raise ConfigError(f"--prune-after: a positive number of epochs, got {prune_from!r}.")
     prune_from = prune_from or prune_after(cfg)
     pruning = {"pruner": type(pruner).__name__} if pruner else {"pruner": "MedianPruner", "prune_after": prune_from}
     pruner = pruner or make_pruner(prune_from)
