@@ -262,8 +262,8 @@ def tune_config(config, trials: int = 30, timeout: float | None = None, override
         st = optuna.create_study(study_name=study_name, storage=store, sampler=make_sampler(seed), pruner=pruner,
                                  direction=direction)
         for k, v in {"fingerprint": fp, "config_name": name, "monitor": monitor, "seed": seed}.items(): st.set_user_attr(k, v)
-        if config_trial and config_point(cfg):
-            st.enqueue_trial(config_point(cfg)); st.set_user_attr("config_trial", len(st.trials) - 1)
+        start = config_point(cfg) if config_trial else {}
+        if start: st.enqueue_trial(start); st.set_user_attr("config_trial", len(st.trials) - 1)
     data = data if data is not None else load_training_data(cfg["data"])
     parent = None
     if mlflow:
