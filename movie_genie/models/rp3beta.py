@@ -16,16 +16,21 @@ from .itemknn import ItemItemModel
 __all__ = ['transition_matrices', 'rp3beta_memory', 'rp3beta_weights', 'RP3beta']
 
 # %% ../../nbs/13_rp3beta.ipynb #aeccc0b8
-def transition_matrices(X: sp.spmatrix, alpha: float = 1.0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """`(P_ui^alpha, P_iu^alpha)` of the user x item matrix `X` (any stored nonzero counts as 1): the user -> movie
-    transitions `X_ui / d_u` (`[n_users, n_items]`) and the movie -> user transitions `X_ui / d_i` (`[n_items, n_users]`),
-    each probability raised to `alpha`."""
+def transition_matrices(X: sp.spmatrix, alpha: float = 1.0, weighted: bool = False) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """`(P_ui^alpha, P_iu^alpha)` of the user x item matrix `X`: the user -> movie transitions `X_ui / d_u`
+    (`[n_users, n_items]`) and the movie -> user transitions `X_ui / d_i` (`[n_items, n_users]`), each probability
+    raised to `alpha`. Unweighted, any stored nonzero counts as 1 and `d` counts edges; `weighted`, `X`'s values
+    (ratings, which must be positive) are the edge weights and `d` sums them."""
     X = sp.csr_matrix(X, dtype=np.float32, copy=True)
-    X.sum_duplicates(); X.eliminate_zeros(); X.data[:] = 1.0
-    d_u = np.asarray(X.sum(1)).ravel().astype(np.float64)
-    d_i = np.asarray(X.sum(0)).ravel().astype(np.float64)
-    P_ui = sp.diags(np.maximum(d_u, 1) ** -float(alpha)) @ X
-    P_iu = (X @ sp.diags(np.maximum(d_i, 1) ** -float(alpha))).T
+    X.sum_duplicates()
+    if not weighted: X.eliminate_zeros(); X.data[:] = 1.0
+    elif X.nnz and not (np.isfinite(X.data).all() and X.data.min() > 0):
+        raise ValueError(f"weights='rating' needs positive ratings as edge weights, found {X.data.min():g}; "
+                         "drop those rows or use weights='binary'.")
+    inv_pow = lambda d: np.divide(1.0, d, out=np.ones_like(d), where=d > 0) ** float(alpha)    # d^-alpha (1 for d = 0)
+    Xa = X.copy(); Xa.data **= float(alpha)
+    P_ui = sp.diags(inv_pow(np.asarray(X.sum(1), dtype=np.float64).ravel())) @ Xa
+    P_iu = (Xa @ sp.diags(inv_pow(np.asarray(X.sum(0), dtype=np.float64).ravel()))).T
     return sp.csr_matrix(P_ui, dtype=np.float32), sp.csr_matrix(P_iu, dtype=np.float32)
 
 def rp3beta_memory(n_items: int, k: int, block_size: int = 1024) -> int:
@@ -34,13 +39,14 @@ def rp3beta_memory(n_items: int, k: int, block_size: int = 1024) -> int:
     return 16 * min(block_size, n_items) * n_items + 40 * min(k, n_items) * n_items
 
 def rp3beta_weights(X: sp.spmatrix, k: int, alpha: float = 1.0, beta: float = 0.0, normalize: bool = True,
-                    block_size: int = 1024, progress: bool | None = None) -> sp.csr_matrix:
+                    block_size: int = 1024, progress: bool | None = None, weighted: bool = False) -> sp.csr_matrix:
     """Sparse `[n_items, n_items]` RP3beta matrix `W` of the user x item matrix `X`:
     `W_ij = (P_iu^alpha P_ui^alpha)_ij / d_j^beta` for `i != j`, of which each column `j` keeps its `k` largest
-    positive entries; with `normalize`, each row is then divided by its sum. Computed `block_size` columns at a
-    time: no dense `n_items x n_items` matrix is ever built (`progress`: a bar over the blocks, drawn by default
-    from 10,000 items)."""
-    P_ui, P_iu = transition_matrices(X, alpha)
+    positive entries; with `normalize`, each row is then divided by its sum. `weighted`: the walk on `X`'s values
+    (ratings) instead of its pattern (`transition_matrices`); the penalty's popularity `d_j` stays a count of users.
+    Computed `block_size` columns at a time: no dense `n_items x n_items` matrix is ever built (`progress`: a bar
+    over the blocks, drawn by default from 10,000 items)."""
+    P_ui, P_iu = transition_matrices(X, alpha, weighted)
     n = P_ui.shape[1]
     popularity = np.asarray((P_ui > 0).sum(0)).ravel().astype(np.float64)
     penalty = torch.from_numpy((np.maximum(popularity, 1) ** -float(beta)).astype(np.float32))
@@ -75,19 +81,24 @@ class RP3beta(ItemItemModel):
     name = "rp3beta"
     block_size = 1024          # candidate movies computed at a time (memory: n_items x block_size floats)
 
-    def __init__(self, alpha: float = 0.7, beta: float = 0.3, k: int = 100, normalize: bool = True):
+    def __init__(self, alpha: float = 0.7, beta: float = 0.3, k: int = 100, normalize: bool = True,
+                 weights: str = "rating"):
         if not (np.isfinite(float(alpha)) and float(alpha) >= 0):
             raise ValueError(f"alpha (the transition exponent; 1 is the plain walk) must be a finite number >= 0, got {alpha}.")
         if not (np.isfinite(float(beta)) and float(beta) >= 0):
             raise ValueError(f"beta (the popularity penalty; 0 is none) must be a finite number >= 0, got {beta}.")
         if int(k) < 1: raise ValueError(f"k (sources kept per movie) must be at least 1, got {k}.")
         if not isinstance(normalize, (bool, np.bool_)): raise ValueError(f"normalize must be true or false, got {normalize!r}.")
+        if weights not in ("binary", "rating"): raise ValueError(f"weights must be 'binary' or 'rating', got {weights!r}.")
         self.alpha, self.beta, self.k, self.normalize = float(alpha), float(beta), int(k), bool(normalize)
+        self.weights = weights
 
     def memory_estimate(self, n_users: int, n_items: int):
         return rp3beta_memory(n_items, self.k, self.block_size), (
             f"Lower model.k (now {self.k}) or RP3beta.block_size (now {self.block_size}), or use a machine with more memory.")
 
     def _fit(self, data: Interactions, valid: Interactions | None):
-        self.W = rp3beta_weights(data.matrix(), self.k, self.alpha, self.beta, self.normalize, self.block_size,
-                                 getattr(self, "_progress", None))
+        X = self.seen.copy()                       # each (user, movie) once; its latest rating, when known, as the weight
+        if self.weights == "rating" and self.seen_ratings is not None: X.data = self.seen_ratings.copy()
+        self.W = rp3beta_weights(X, self.k, self.alpha, self.beta, self.normalize, self.block_size,
+                                 getattr(self, "_progress", None), weighted=self.weights == "rating")
