@@ -27,13 +27,15 @@ def fail(message: str):
 
 
 def parse_model(spec: str) -> tuple[str, dict]:
-    "'name {json}' -> (name, params), the name checked against the registry."
-    from movie_genie.models import list_models
+    "'name {json}' -> (name, params), checked by building the model once, before any data is read."
+    from movie_genie.models import get_model, list_models
     name, _, params = spec.strip().partition(" ")
     if name not in list_models(): fail(f"--model {spec!r}: unknown model {name!r}; known: {', '.join(list_models())}.")
     try: params = json.loads(params) if params.strip() else {}
     except json.JSONDecodeError as e: fail(f"--model {spec!r}: the hyperparameters are not JSON ({e}).")
     if not isinstance(params, dict): fail(f"--model {spec!r}: the hyperparameters must be a JSON object.")
+    try: get_model(name, **params)
+    except (TypeError, ValueError) as e: fail(f"--model {spec!r}: {e}")
     return name, params
 
 
@@ -48,7 +50,9 @@ def run(dataset: str, seeds: int, models: list[tuple[str, dict]], data_dir=None)
     from movie_genie.models import get_model
     data_dir = data_dir or find_shared_data()
     if data_dir is None: fail("real MovieLens data not found: pass --data-dir or set MOVIE_GENIE_TEST_DATA")
-    ratings = load_movielens(dataset, data_dir).ratings
+    from movie_genie.data import DataError
+    try: ratings = load_movielens(dataset, data_dir).ratings
+    except DataError as e: fail(str(e))
     rows = {}
     for seed in range(seeds):
         s = split(ratings, "random", (0.8, 0.1, 0.1), seed=seed)
@@ -77,6 +81,7 @@ def main(argv=None):
     p.add_argument("--out", default=str(ROOT / "reports" / "split_seeds"))
     a = p.parse_args(argv)
     if a.seeds < 1: fail("--seeds must be at least 1.")
+    if a.threads < 1: fail("--threads must be at least 1.")
     torch.set_num_threads(a.threads)
     table = summarize(run(a.dataset, a.seeds, [parse_model(m) for m in a.model], a.data_dir))
     md = table.round(4).to_markdown()

@@ -131,6 +131,8 @@ def test_split_seeds(shared_data, tmp_path):
 
 def test_split_seeds_bad_arguments(tmp_path):
     for args, frag in [(["--model", "nope"], "unknown model 'nope'"), (["--model", "ease {l2: 1}"], "not JSON"),
-                       (["--model", "ease [1]"], "JSON object"), (["--model", "ease", "--seeds", "0"], "--seeds")]:
+                       (["--model", "ease [1]"], "JSON object"), (["--model", 'rp3beta {"k": 0}'], "k (sources kept"),
+                       (["--model", "ease", "--seeds", "0"], "--seeds"), (["--model", "ease", "--threads", "0"], "--threads"),
+                       (["--model", "ease", "--dataset", "ml-1b", "--data-dir", str(tmp_path)], "ml-1b")]:
         r = split_seeds(*args, "--out", str(tmp_path))
         assert r.returncode == 2 and r.stderr.startswith("error: ") and frag in r.stderr, (args, r.stderr)
