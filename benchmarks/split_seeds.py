@@ -13,7 +13,7 @@ its mean and standard deviation, and on how many seeds each model beats the firs
 Each `--model` is a registry name, optionally followed by its hyperparameters as JSON. Results go to
 <out>/<dataset>.{json,md}. Fits are deterministic, so a rerun gives the same table.
 """
-import argparse, json, sys
+import argparse, json, os, sys
 from pathlib import Path
 
 import pandas as pd
@@ -83,12 +83,14 @@ def main(argv=None):
     if a.seeds < 1: fail("--seeds must be at least 1.")
     if a.threads < 1: fail("--threads must be at least 1.")
     torch.set_num_threads(a.threads)
+    from movie_genie.data import write_json_atomic
     table = summarize(run(a.dataset, a.seeds, [parse_model(m) for m in a.model], a.data_dir))
     md = table.round(4).to_markdown()
     print(f"{a.dataset}: test NDCG@10 by split seed\n{md}")
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    (out / f"{a.dataset}.md").write_text(f"{a.dataset}: test NDCG@10 by split seed\n\n{md}\n")
-    (out / f"{a.dataset}.json").write_text(json.dumps(table.round(6).to_dict(orient="index"), indent=1) + "\n")
+    tmp = out / f".{a.dataset}.md.tmp"                               # both files written whole or not at all
+    tmp.write_text(f"{a.dataset}: test NDCG@10 by split seed\n\n{md}\n"); os.replace(tmp, out / f"{a.dataset}.md")
+    write_json_atomic(out / f"{a.dataset}.json", table.round(6).to_dict(orient="index"))
 
 
 if __name__ == "__main__":

@@ -185,6 +185,7 @@ def seed_everything(seed: int):
 class Recommender:
     "Base class of every Movie Genie model: fit on raw-id DataFrames, score and recommend over the whole catalog."
     name: str = "recommender"      # registry name, also `model_type` in checkpoints
+    params_before: dict = {}       # hyperparameters added after checkpoints were first written: the value those were trained with
 
     # -- hyperparameters ------------------------------------------------------------------------
     @classmethod
@@ -420,7 +421,7 @@ class Recommender:
         if klass.name != mtype and ALIASES.get(mtype) != klass.name:
             raise CheckpointError(f"{path}: holds a {mtype!r} model, not {klass.name!r}; load it with Recommender.from_pretrained.")
         try:
-            model = klass(**config.get("params", {}))
+            model = klass(**{**klass.params_before, **config.get("params", {})})   # an older checkpoint: what it was trained with
             model.user_map, model.item_map = IdMap(user_ids), IdMap(movie_ids)
             seen = sp.csr_matrix((np.ones(len(state["seen.indices"]), np.float32), state["seen.indices"].numpy(),
                                   state["seen.indptr"].numpy()), shape=(len(user_ids), len(movie_ids)))

@@ -80,6 +80,7 @@ class RP3beta(ItemItemModel):
     "RP3beta: a movie -> user -> movie random walk with a popularity penalty (`rp3beta_weights`); scores are `X[users] @ W`."
     name = "rp3beta"
     block_size = 1024          # candidate movies computed at a time (memory: n_items x block_size floats)
+    params_before = {"weights": "binary"}   # checkpoints written before `weights` existed walk on the binary graph
 
     def __init__(self, alpha: float = 0.7, beta: float = 0.3, k: int = 100, normalize: bool = True,
                  weights: str = "rating"):
@@ -98,7 +99,7 @@ class RP3beta(ItemItemModel):
             f"Lower model.k (now {self.k}) or RP3beta.block_size (now {self.block_size}), or use a machine with more memory.")
 
     def _fit(self, data: Interactions, valid: Interactions | None):
-        X = self.seen.copy()                       # each (user, movie) once; its latest rating, when known, as the weight
-        if self.weights == "rating" and self.seen_ratings is not None: X.data = self.seen_ratings.copy()
+        X, r = self.seen, self.seen_ratings            # each (user, movie) once, with its latest rating when known
+        if self.weights == "rating" and r is not None: X = sp.csr_matrix((r, X.indices, X.indptr), shape=X.shape)
         self.W = rp3beta_weights(X, self.k, self.alpha, self.beta, self.normalize, self.block_size,
                                  getattr(self, "_progress", None), weighted=self.weights == "rating")
