@@ -1,4 +1,4 @@
-"""Accuracy floors of the classic baselines (pop, itemknn, ease) on ML-100K, and sanity checks on the sample.
+"""Accuracy floors of the classic baselines (pop, itemknn, ease) on ML-100K, sanity checks on the sample, and benchmarks/ease_scoring.py runs.
 
 Protocol (the one of `movie_genie.evaluation`): every rating a positive, per-user random 80/10/10 split
 with seed 0, hyperparameters chosen on valid with `tune` (fit on train, train masked), then the chosen
@@ -92,3 +92,16 @@ def test_reproducible(sample):
     a = evaluate_model(get_model("itemknn"), s.train, s.test, s.valid, k=(10, 50))
     b = evaluate_model(get_model("itemknn"), s.train, s.test, s.valid, k=(10, 50))
     assert {k: v for k, v in a.items() if not k.endswith("_s")} == {k: v for k, v in b.items() if not k.endswith("_s")}
+
+
+def test_ease_scoring_benchmark():
+    "benchmarks/ease_scoring.py on a small catalog prints its four rows; bad figures give an error: line and exit 2."
+    import subprocess, sys
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "ease_scoring.py"
+    run = lambda *a: subprocess.run([sys.executable, str(bench), *a], capture_output=True, text=True, timeout=300)
+    r = run("--items", "600", "--users", "64", "--history", "20", "--neighbours", "5", "--threads", "1", "--repeats", "1")
+    assert r.returncode == 0, r.stderr
+    assert all(s in r.stdout for s in ("EASE's product", "MKL", "streaming read", "ItemKNN's product"))
+    for bad in (["--history", "0"], ["--items", "10", "--history", "20"]):
+        r = run(*bad)
+        assert r.returncode == 2 and r.stderr.startswith("error: "), (bad, r.stderr)

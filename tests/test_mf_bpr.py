@@ -1,4 +1,4 @@
-"""Quality floors of the factor models on MovieLens 100K (skipped without ../shared/data).
+"""Quality floors of the factor models on MovieLens 100K (skipped without ../shared/data), and benchmarks/sample_cost.py.
 
 Protocol: every rating is an interaction, per-user random 80/10/10 split with seed 0
 (`split(ratings, "random", (0.8, 0.1, 0.1), seed=0)`), models trained with their configs in configs/,
@@ -47,3 +47,26 @@ def test_bpr_ndcg_on_ml100k(shared_data, tmp_path):
     out = train_on_ml100k("bpr", shared_data, tmp_path)
     assert out["test_metrics"]["ndcg@10"] >= 0.31
     assert out["test_metrics"]["n_users"] == 943
+
+
+def sample_cost(*args):
+    import subprocess, sys
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sample_cost.py"), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_sample_cost_benchmark(tmp_path):
+    "benchmarks/sample_cost.py (samples/s at two sizes) on its smallest synthetic data: our BPR and the PyTorch loop."
+    import json
+    r = sample_cost("--sizes", "ml-1m", "ml-10m", "--scale", "0.01", "--impls", "ours,torch_loop", "--batches", "2",
+                    "--threads", "1", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "out" / "sample_cost.json").read_text())["results"]
+    assert res["ml-10m"]["n_items"] > res["ml-1m"]["n_items"] and all(res[s][i] > 0 for s in res for i in ("ours", "torch_loop"))
+    assert "| ours (Adam) |" in (tmp_path / "out" / "sample_cost.md").read_text()
+
+
+def test_sample_cost_bad_arguments(tmp_path):
+    for args, frag in [(["--impls", "ours,bogus"], "'bogus'"), (["--sizes", "ml-1m", "ml-1b"], "'ml-1b'"),
+                       (["--threads", "0"], "--threads"), (["--scale", "2"], "--scale")]:
+        r = sample_cost(*args, "--out", str(tmp_path))
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and frag in r.stderr, (args, r.stderr)
