@@ -20,6 +20,12 @@ request are printed). Where there are >= 2 cores the server is pinned to CPU 0 a
 
     python benchmarks/serve.py [--requests 5000] [--concurrency 16] [--rounds 3] [--model auto|mf|ease|itemknn|pop|svd]
                                [--torch-threads 1] [--access-log] [--no-pin]
+    python benchmarks/serve.py --models-dir DIR --model NAME [--coalesce-min-items none] [...]
+
+`--models-dir DIR --model NAME` serves a model already trained instead, e.g. BPR at ML-25M size (`movie-genie train
+--config configs/bpr.yaml --set data.dataset=ml-25m --set training.max_batches=3 ...`), whose requests each read a
+60 MB movie table; there the API scores concurrent requests together (`Coalescer`, nbs/21_api.ipynb), and
+`--coalesce-min-items none` serves them one at a time: the baseline for that figure.
 """
 import argparse, asyncio, json, os, socket, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -46,6 +52,18 @@ def _register_standin():
         def _score(self, users): return self.user_factors[torch.as_tensor(users)] @ self.item_factors.T
         def _state(self): return {"user_factors": self.user_factors, "item_factors": self.item_factors}
         def _load_state(self, s): self.user_factors, self.item_factors = s["user_factors"], s["item_factors"]
+
+
+def existing_models(models_dir: Path, route: str) -> tuple[str, str, list[int]]:
+    "A model already saved in `models_dir` (e.g. trained at ML-25M size): (route name, description, its users' ids)."
+    from movie_genie.serving import ModelService
+    t = time.perf_counter()
+    svc = ModelService(models_dir)
+    if route not in svc.models:
+        raise SystemExit(f"error: --model {route!r} is not in {models_dir} (it has: {', '.join(svc.models) or 'none'}); name one of them.")
+    e = svc.models[route]
+    desc = f"{route} from {models_dir} ({e.model.n_users:,} users, {e.model.n_items:,} movies), loaded in {time.perf_counter() - t:.1f}s"
+    return route, desc, [int(u) for u in e.user_index]
 
 
 def build_models(root: Path, which: str) -> tuple[str, str, list[int]]:
@@ -75,12 +93,12 @@ def build_models(root: Path, which: str) -> tuple[str, str, list[int]]:
 
 # -- the server ----------------------------------------------------------------------------------------
 
-def server_main(models_dir: str, port: int, access_log: bool, torch_threads: int):
+def server_main(models_dir: str, port: int, access_log: bool, torch_threads: int, coalesce_min_items: int | None):
     "Subprocess entry: what `movie-genie serve` runs (the stand-in registered first when it is used)."
     _register_standin()
     from movie_genie.api import serve
     serve(models_dir, host="127.0.0.1", port=port, log_level="info" if access_log else "warning", access_log=access_log,
-          torch_threads=torch_threads or None)
+          torch_threads=torch_threads or None, coalesce_min_items=coalesce_min_items)
 
 
 def free_port() -> int:
@@ -89,9 +107,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(models_dir: Path, port: int, access_log: bool, pin: bool, log_path: Path, torch_threads: int):
-    cmd = ([sys.executable, __file__, "--serve", str(models_dir), str(port), "--torch-threads", str(torch_threads)]
-           + (["--access-log"] if access_log else []))
+def start_server(models_dir: Path, port: int, access_log: bool, pin: bool, log_path: Path, torch_threads: int, coalesce: str):
+    cmd = ([sys.executable, __file__, "--serve", str(models_dir), str(port), "--torch-threads", str(torch_threads),
+            "--coalesce-min-items", coalesce] + (["--access-log"] if access_log else []))
     log = open(log_path, "w")
     pre = (lambda: os.sched_setaffinity(0, {0})) if pin else None
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pre)
@@ -213,22 +231,34 @@ def main():
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds per phase at most")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each phase; the best counts (errors: all)")
     ap.add_argument("--torch-threads", type=int, default=1, help="the server's torch threads (serve's default: 1; 0: torch's default)")
+    ap.add_argument("--models-dir", type=Path, default=None,
+                    help="serve this models folder (e.g. a model trained at ML-25M size) instead of training on the sample; "
+                         "--model names one of its models")
+    ap.add_argument("--coalesce-min-items", default="default", metavar="N|none|default",
+                    help="score concurrent requests together for catalogs of at least N movies (the API's default: "
+                         "COALESCE_MIN_ITEMS; none: one request at a time)")
     ap.add_argument("--serve", nargs=2, metavar=("MODELS_DIR", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        return server_main(args.serve[0], int(args.serve[1]), args.access_log, args.torch_threads)
+        from movie_genie.api import COALESCE_MIN_ITEMS
+        c = args.coalesce_min_items
+        return server_main(args.serve[0], int(args.serve[1]), args.access_log, args.torch_threads,
+                           None if c == "none" else COALESCE_MIN_ITEMS if c == "default" else int(c))
+    if args.coalesce_min_items not in ("none", "default") and not args.coalesce_min_items.isdigit():
+        ap.error(f"--coalesce-min-items takes a number of movies, none or default; got {args.coalesce_min_items!r}")
     if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 256 or not 1 <= args.rounds <= 10:
         ap.error("--requests must lie in 1..100000, --concurrency in 1..256 and --rounds in 1..10")
     pin = not args.no_pin and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        route, desc, users = build_models(tmp / "models", args.model)
+        if args.models_dir: models_dir, (route, desc, users) = args.models_dir, existing_models(args.models_dir, args.model)
+        else: models_dir, (route, desc, users) = tmp / "models", build_models(tmp / "models", args.model)
         port = free_port()
         print(f"model: {desc}\nserver: 127.0.0.1:{port}, one uvicorn worker, torch threads {args.torch_threads or 'default'}, "
-              f"access log {'on' if args.access_log else 'off'}"
+              f"access log {'on' if args.access_log else 'off'}, coalescing: {args.coalesce_min_items}"
               f"{', pinned to CPU 0 (client on the others)' if pin else ''}; load: {args.requests:,} requests per phase at concurrency {args.concurrency}")
         if pin: os.sched_setaffinity(0, os.sched_getaffinity(0) - {0})
-        proc = start_server(tmp / "models", port, args.access_log, pin, tmp / "server.log", args.torch_threads)
+        proc = start_server(models_dir, port, args.access_log, pin, tmp / "server.log", args.torch_threads, args.coalesce_min_items)
         try:
             rng = np.random.default_rng(0)
             uids = rng.choice(users, args.requests)
@@ -247,7 +277,7 @@ def main():
             try: proc.wait(15)
             except subprocess.TimeoutExpired: proc.kill()
         log = (tmp / "server.log").read_text()
-        base = in_process(tmp / "models", route, uids, args.torch_threads)
+        base = in_process(models_dir, route, uids, args.torch_threads)
     lat, load = results["latency"], results["load"]
     print(f"baseline: ModelService.recommend in process       p50 {base['p50_ms'] * 1000:6.0f} us  p99 {base['p99_ms'] * 1000:6.0f} us")
     print(fmt(f"POST /api/recommendations/{route}, concurrency 1", lat))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_api.ipynb #ca039bfc
 from __future__ import annotations
-import asyncio, json, logging
+import asyncio, collections, json, logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,12 +27,13 @@ from .web import add_web
 log = logging.getLogger("movie_genie.api")
 
 # %% auto #0
-__all__ = ['log', 'UserId', 'MovieId', 'TopK', 'Rating', 'MovieKey', 'MAX_BODY', 'BODY_TIMEOUT', 'ModelName', 'SessionModelName',
-           'MovieIdPath', 'UserIdPath', 'KQuery', 'ModelQuery', 'InvalidRequestError', 'RecommendRequest',
-           'BatchRequest', 'SessionRequest', 'Movie', 'ScoredMovie', 'HistoryMovie', 'ModelAnswer', 'Recommendations',
-           'UserRecommendations', 'BatchRecommendations', 'SessionRecommendations', 'MovieAnswer', 'SimilarMovies',
-           'SearchResults', 'UserHistory', 'ModelInfo', 'ModelFailure', 'ModelsAnswer', 'Health', 'ErrorAnswer',
-           'error_response', 'BodyTimeout', 'create_app', 'header_timeout_protocol', 'serve']
+__all__ = ['log', 'UserId', 'MovieId', 'TopK', 'Rating', 'MovieKey', 'MAX_BODY', 'BODY_TIMEOUT', 'COALESCE_MIN_ITEMS',
+           'MAX_COALESCE', 'ModelName', 'SessionModelName', 'MovieIdPath', 'UserIdPath', 'KQuery', 'ModelQuery',
+           'InvalidRequestError', 'RecommendRequest', 'BatchRequest', 'SessionRequest', 'Movie', 'ScoredMovie',
+           'HistoryMovie', 'ModelAnswer', 'Recommendations', 'UserRecommendations', 'BatchRecommendations',
+           'SessionRecommendations', 'MovieAnswer', 'SimilarMovies', 'SearchResults', 'UserHistory', 'ModelInfo',
+           'ModelFailure', 'ModelsAnswer', 'Health', 'ErrorAnswer', 'error_response', 'BodyTimeout', 'Coalescer',
+           'create_app', 'header_timeout_protocol', 'serve']
 
 # %% ../nbs/21_api.ipynb #ad71297d
 class InvalidRequestError(ValueError):
@@ -260,10 +261,13 @@ def _parse(schema: type[BaseModel], body: bytes):
     except ValidationError as e:
         raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False)]) from None
 
-def _recommend_response(svc: ModelService, model: str, body: bytes) -> Response:
-    "The whole of `POST /api/recommendations/{model}`: parse, recommend, serialize."
+async def _recommend_response(svc: ModelService, coalescer: Coalescer | None, model: str, body: bytes) -> Response:
+    """The whole of `POST /api/recommendations/{model}`: parse, recommend, serialize; for a large catalog, the request
+    is checked and then scored together with those that arrive meanwhile (`Coalescer`, below)."""
     req = _parse(RecommendRequest, body)
-    return _json(_call(svc.recommend, model, req.user_id, req.k, req.exclude_seen))
+    e = svc._resolve(model)                                   # an unknown model is a 404 before anything queues
+    if coalescer is None or not coalescer.applies(e): return _json(_call(svc.recommend, model, req.user_id, req.k, req.exclude_seen))
+    return _json(await coalescer.recommend(e, req.user_id, req.k, req.exclude_seen))
 
 # %% ../nbs/21_api.ipynb #29e93cb2
 class BodyTimeout:
@@ -283,6 +287,63 @@ class BodyTimeout:
             return message
         await self.app(scope, timed_receive, send)
 
+# %% ../nbs/21_api.ipynb #92de8439
+COALESCE_MIN_ITEMS = 20_000   # catalogs from this size on have their concurrent requests scored together
+MAX_COALESCE = 64             # requests in one batch at most
+assert MAX_COALESCE * MAX_K <= MAX_BATCH_CELLS   # a batch of checked requests is never refused for its size
+
+class Coalescer:
+    """Concurrent single-user requests for one model, scored together: while a batch is scored in the thread pool,
+    the requests that arrive queue and form the next (at most `max_batch`). Models with at least `min_items` movies
+    take this path (`applies`); `batches` counts the batches scored, by size."""
+    def __init__(self, svc: ModelService, min_items: int = COALESCE_MIN_ITEMS, max_batch: int = MAX_COALESCE):
+        if not 1 <= max_batch <= MAX_COALESCE: raise ValueError(f"max_batch must lie in 1..{MAX_COALESCE}, got {max_batch}.")
+        self.svc, self.min_items, self.max_batch = svc, int(min_items), int(max_batch)
+        self.queues, self.busy, self.tasks, self.batches = {}, set(), set(), collections.Counter()
+
+    def applies(self, e) -> bool:
+        "Whether requests for the loaded model `e` are coalesced: a model scored in one product, with a large catalog."
+        return e.fast_recommend and e.model.n_items >= self.min_items
+
+    async def recommend(self, e, user_id: int, k: int, exclude_seen: bool) -> dict:
+        "`ModelService.recommend`'s answer for one checked request, scored with those that arrive meanwhile."
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.queues.setdefault(e.name, []).append((user_id, k, exclude_seen, fut))
+        if e.name not in self.busy:                              # nothing in flight for this model: start scoring
+            self.busy.add(e.name)
+            task = loop.create_task(self._drain(e.name))
+            self.tasks.add(task); task.add_done_callback(self.tasks.discard)   # (a reference until it is done)
+        return await fut
+
+    async def _drain(self, name: str):
+        """Score the queue of `name`, batch after batch, until it is empty. Nothing awaits between the last look at
+        the queue and leaving `busy`, so no request can queue unseen."""
+        queue = self.queues[name]
+        try:
+            while queue:
+                batch = [r for r in queue[:self.max_batch] if not r[3].done()]   # (a client that went away is skipped)
+                del queue[:self.max_batch]
+                if not batch: continue
+                self.batches[len(batch)] += 1
+                try: answers = await run_in_threadpool(_call, self._score, name, [r[:3] for r in batch])
+                except Exception as ex: answers = [ex] * len(batch)
+                for (*_, fut), a in zip(batch, answers):
+                    if fut.done(): continue
+                    if isinstance(a, BaseException): fut.set_exception(a)
+                    else: fut.set_result(a)
+        finally: self.busy.discard(name)
+
+    def _score(self, name: str, requests: list[tuple]) -> list[dict]:
+        "The answers to `requests` [(user_id, k, exclude_seen)]: `recommend` for one, `recommend_batch` for several alike."
+        groups, out = collections.defaultdict(list), [None] * len(requests)
+        for i, (_, k, x) in enumerate(requests): groups[k, x].append(i)
+        for (k, x), rows in groups.items():
+            if len(rows) == 1: out[rows[0]] = self.svc.recommend(name, requests[rows[0]][0], k, x); continue
+            r = self.svc.recommend_batch(name, [requests[i][0] for i in rows], k, x)
+            for i, res in zip(rows, r["results"]): out[i] = {"model": r["model"], "model_type": r["model_type"], **res}
+        return out
+
 # %% ../nbs/21_api.ipynb #816d8011
 from fastapi.routing import APIRoute
 
@@ -300,13 +361,16 @@ _POST_ERRORS = {400: {"model": ErrorAnswer, "description": "The body is not JSON
 def _openapi_body(schema: type[BaseModel]) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema.model_json_schema()}}}}
 
-def create_app(service: ModelService | str | Path = "models", body_timeout: float = BODY_TIMEOUT) -> FastAPI:
-    "The FastAPI app serving `service` (a `ModelService`, or a models folder to load one from)."
+def create_app(service: ModelService | str | Path = "models", body_timeout: float = BODY_TIMEOUT,
+               coalesce_min_items: int | None = COALESCE_MIN_ITEMS) -> FastAPI:
+    """The FastAPI app serving `service` (a `ModelService`, or a models folder to load one from). Concurrent requests
+    for a model of at least `coalesce_min_items` movies are scored together (`Coalescer`; None: never)."""
     svc = service if isinstance(service, ModelService) else ModelService(service)
+    coalescer = None if coalesce_min_items is None else Coalescer(svc, coalesce_min_items)
     app = FastAPI(title="Movie Genie", version=_version(), redirect_slashes=False, docs_url=None, redoc_url=None,
                         description="Movie recommendations from MovieLens ratings. Models: " + (", ".join(svc.models) or "none loaded") + ".",
                         responses={404: {"model": ErrorAnswer}, 422: {"model": ErrorAnswer}})
-    app.state.service = svc
+    app.state.service, app.state.coalescer = svc, coalescer
     _install_error_handlers(app)
     app.add_middleware(BodyTimeout, timeout=body_timeout)
 
@@ -324,7 +388,7 @@ def create_app(service: ModelService | str | Path = "models", body_timeout: floa
               openapi_extra=_openapi_body(RecommendRequest), responses=_POST_ERRORS)
     async def recommend(model: ModelName, request: Request):
         "Top-k movies for one user. A user the model never saw gets popular movies with `fallback: true`."
-        return _recommend_response(svc, model, await _read_body(request))
+        return await _recommend_response(svc, coalescer, model, await _read_body(request))
 
     @app.post("/api/recommendations/{model}/batch", response_model=BatchRecommendations, tags=["recommendations"],
               openapi_extra=_openapi_body(BatchRequest), responses=_POST_ERRORS)
@@ -399,14 +463,16 @@ def header_timeout_protocol(timeout: float = BODY_TIMEOUT) -> type:
     return HeaderTimeoutProtocol
 
 def serve(models_dir="models", host: str = "127.0.0.1", port: int = 5001, log_level: str = "info",
-          access_log: bool = True, torch_threads: int | None = 1, timeout: float = BODY_TIMEOUT):
+          access_log: bool = True, torch_threads: int | None = 1, timeout: float = BODY_TIMEOUT,
+          coalesce_min_items: int | None = COALESCE_MIN_ITEMS):
     """Serve the models in `models_dir` over HTTP on `host:port` (blocking) with uvicorn, one worker. A client gets
-    `timeout` seconds to send a request's headers, and as long again for its body."""
+    `timeout` seconds to send a request's headers, and as long again for its body; concurrent requests for a model
+    of at least `coalesce_min_items` movies are scored together (None: never)."""
     import sys, uvicorn
     if torch_threads: torch.set_num_threads(int(torch_threads))
     svc = ModelService(models_dir)
     print(f"Movie Genie: {svc}", file=sys.stderr)
     for name, why in svc.unavailable.items(): print(f"  unavailable: {name}: {why}", file=sys.stderr)
     if port: print(f"  API docs: http://{host}:{port}/docs", file=sys.stderr)
-    uvicorn.run(create_app(svc, body_timeout=timeout), host=host, port=port, log_level=log_level, access_log=access_log,
+    uvicorn.run(create_app(svc, body_timeout=timeout, coalesce_min_items=coalesce_min_items), host=host, port=port, log_level=log_level, access_log=access_log,
                 http=header_timeout_protocol(timeout), timeout_keep_alive=5)

@@ -455,6 +455,33 @@ def test_concurrent_requests(server, trained):
     assert not errors and got == want
 
 
+def test_coalesced_requests(trained, client):
+    """Every catalog coalesced (`coalesce_min_items=0`): many clients at once, for two models, several k and
+    exclude_seen, a cold-start user and bad requests among them, get the answers of the plain app, one at a time."""
+    app = create_app(trained["dir"], coalesce_min_items=0)
+    cases = [(m, u, k, x) for m in ("mf", "bpr") for u in [*range(1, 25), 10**9] for k, x in ((5, True), (12, False))]
+    want = {c: ok(client.post(f"/api/recommendations/{c[0]}", json={"user_id": c[1], "k": c[2], "exclude_seen": c[3]})) for c in cases}
+    bad = [("mf", {"user_id": 1, "k": 0}, 422), ("nope", {"user_id": 1}, 404), ("bpr", {"user_id": -1}, 422)]
+    got, statuses = {}, []
+    with ThreadServer(app) as s:
+        def worker(part):
+            with httpx.Client(base_url=f"http://127.0.0.1:{s.port}", timeout=30, event_hooks={"response": [_record]}) as c:
+                for m, u, k, x in part:
+                    got[m, u, k, x] = c.post(f"/api/recommendations/{m}", json={"user_id": u, "k": k, "exclude_seen": x})
+                for m, body, status in bad: statuses.append((c.post(f"/api/recommendations/{m}", json=body).status_code, status))
+        threads = [threading.Thread(target=worker, args=(cases[i::8],)) for i in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+    assert all(a == b for a, b in statuses) and len(statuses) == 8 * len(bad)
+    for c in cases:
+        g, w = ok(got[c]), want[c]
+        assert {k: v for k, v in g.items() if k != "recommendations"} == {k: v for k, v in w.items() if k != "recommendations"}
+        assert [r["movie_id"] for r in g["recommendations"]] == [r["movie_id"] for r in w["recommendations"]], c
+        assert np.allclose([r["score"] for r in g["recommendations"]], [r["score"] for r in w["recommendations"]], atol=1e-5)
+    batches = app.state.coalescer.batches; print("coalesced batches by size:", dict(batches))
+    assert sum(n * count for n, count in batches.items()) == len(cases) and max(batches) <= 64   # every good request, batched
+
+
 # -- the command line: `movie-genie serve` in a subprocess -----------------------------------------
 
 def test_cli_serve_subprocess(trained):
