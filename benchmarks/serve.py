@@ -60,7 +60,7 @@ def existing_models(models_dir: Path, route: str) -> tuple[str, str, list[int]]:
     t = time.perf_counter()
     svc = ModelService(models_dir)
     if route not in svc.models:
-        raise SystemExit(f"error: --model {route!r} is not in {models_dir} (it has: {', '.join(svc.models) or 'none'}); name one of them.")
+        raise ValueError(f"--model {route!r} is not in {models_dir} (it has: {', '.join(svc.models) or 'none'}); name one of them.")
     e = svc.models[route]
     desc = f"{route} from {models_dir} ({e.model.n_users:,} users, {e.model.n_items:,} movies), loaded in {time.perf_counter() - t:.1f}s"
     return route, desc, [int(u) for u in e.user_index]
@@ -248,10 +248,13 @@ def main():
         ap.error(f"--coalesce-min-items takes a number of movies, none or default; got {args.coalesce_min_items!r}")
     if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 256 or not 1 <= args.rounds <= 10:
         ap.error("--requests must lie in 1..100000, --concurrency in 1..256 and --rounds in 1..10")
+    if args.models_dir:                                           # checked (and loaded) before anything starts
+        try: existing = existing_models(args.models_dir, args.model)
+        except (FileNotFoundError, ValueError) as e: ap.error(str(e))
     pin = not args.no_pin and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if args.models_dir: models_dir, (route, desc, users) = args.models_dir, existing_models(args.models_dir, args.model)
+        if args.models_dir: models_dir, (route, desc, users) = args.models_dir, existing
         else: models_dir, (route, desc, users) = tmp / "models", build_models(tmp / "models", args.model)
         port = free_port()
         print(f"model: {desc}\nserver: 127.0.0.1:{port}, one uvicorn worker, torch threads {args.torch_threads or 'default'}, "

@@ -10,6 +10,7 @@ under this protocol: EASE 0.3265 (no l2 reaches 0.35: the best test value over t
 0.328, 0.344 even when refitted on train+valid), ItemKNN 0.31, Pop 0.135. The EASE floor asserted here is
 therefore 0.32 (see the report); the others are as asked.
 """
+import subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,6 @@ def test_reproducible(sample):
 
 def test_ease_scoring_benchmark():
     "benchmarks/ease_scoring.py on a small catalog prints its four rows; bad figures give an error: line and exit 2."
-    import subprocess, sys
     bench = Path(__file__).resolve().parent.parent / "benchmarks" / "ease_scoring.py"
     run = lambda *a: subprocess.run([sys.executable, str(bench), *a], capture_output=True, text=True, timeout=300)
     r = run("--items", "600", "--users", "64", "--history", "20", "--neighbours", "5", "--threads", "1", "--repeats", "1")

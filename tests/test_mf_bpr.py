@@ -5,6 +5,7 @@ Protocol: every rating is an interaction, per-user random 80/10/10 split with se
 early stopping on the validation split, the best epoch measured on test. Ranking is full ranking over the
 catalog with each user's train and valid movies masked.
 """
+import json, subprocess, sys
 from pathlib import Path
 
 import pandas as pd
@@ -50,13 +51,11 @@ def test_bpr_ndcg_on_ml100k(shared_data, tmp_path):
 
 
 def sample_cost(*args):
-    import subprocess, sys
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sample_cost.py"), *args], capture_output=True, text=True, timeout=600)
 
 
 def test_sample_cost_benchmark(tmp_path):
     "benchmarks/sample_cost.py (samples/s at two sizes) on its smallest synthetic data: our BPR and the PyTorch loop."
-    import json
     r = sample_cost("--sizes", "ml-1m", "ml-10m", "--scale", "0.01", "--impls", "ours,torch_loop", "--batches", "2",
                     "--threads", "1", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
